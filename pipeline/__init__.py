@@ -1,0 +1,1 @@
+"""intuitor-pipeline: INTUITOR (GRPO with a self-certainty reward) and its baselines, reproducibly."""

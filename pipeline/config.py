@@ -1,0 +1,250 @@
+"""Typed configs: one small dataclass per config group, validated when a stage starts.
+
+`build(Cls, mapping)` turns a plain mapping (from params.yaml / Hydra) into a dataclass and rejects
+unknown keys and wrong types with the dotted path of the offending key, before any model loads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar, get_args, get_origin
+
+
+class ConfigError(ValueError):
+    """A config value is missing, unknown or of the wrong type; the message names its dotted path."""
+
+
+@dataclass
+class ModelConfig:
+    # "embedded:smollm2-135m-instruct", a local folder, or a Hugging Face hub id.
+    name_or_path: str = "embedded:smollm2-135m-instruct"
+    # Hub revision (commit sha or tag) to pin; ignored for local folders and the embedded model.
+    revision: str | None = None
+    # Where the embedded GGUF is dequantized to (a plain safetensors folder, written once).
+    cache_dir: str = "models/base"
+    # Parameter dtype: float32 on CPU (bf16 has no CPU hardware support here), bfloat16 on GPU.
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    # System prompt before every user message (the paper's); null keeps the tokenizer's default.
+    system_prompt: str | None = (
+        "You are a helpful AI Assistant, designed to provided well-reasoned and detailed responses. "
+        "You FIRST think about the reasoning process step by step and then provide the user with the answer. "
+        "Please enclose your final answer in the box: \\boxed{Your Answer}."
+    )
+
+
+@dataclass
+class SamplingConfig:
+    # Softmax temperature of the rollout sampler.
+    temperature: float = 0.9
+    # Nucleus sampling mass (1.0 = off).
+    top_p: float = 1.0
+    # Completion budget in tokens; a completion without EOS by then counts as clipped.
+    max_new_tokens: int = 64
+    # Sequences generated per forward batch (prompts x completions are flattened).
+    batch_size: int = 32
+
+
+@dataclass
+class RewardSpec:
+    # Registry name: self_certainty | gold | plurality_vote | entropy.
+    name: str
+    # Weight of this reward in the method's total reward.
+    weight: float = 1.0
+    # self_certainty / entropy only: "policy" (online, INTUITOR) or "reference" (offline ablation).
+    source: Literal["policy", "reference"] = "policy"
+
+
+@dataclass
+class MethodConfig:
+    # Method name used in run names and tags (intuitor, grpo, grpo_pv, ...).
+    name: str = "intuitor"
+    # The method's reward: a weighted sum of registry rewards.
+    rewards: list[RewardSpec] = field(default_factory=lambda: [RewardSpec(name="self_certainty")])
+
+
+@dataclass
+class AlgorithmConfig:
+    # Completions per prompt (G).
+    group_size: int = 4
+    # Prompts per training step (B).
+    prompts_per_step: int = 2
+    # Training steps (each: one rollout, num_iterations optimizer steps).
+    steps: int = 5
+    # Optimizer steps per rollout batch (>1 reuses samples with the clipped ratio).
+    num_iterations: int = 1
+    # Peak learning rate of AdamW.
+    lr: float = 1.0e-6
+    # Fraction of optimizer steps spent in linear warmup before the cosine decay.
+    warmup_ratio: float = 0.1
+    # AdamW betas.
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    # AdamW epsilon.
+    adam_eps: float = 1.0e-8
+    # AdamW decoupled weight decay.
+    weight_decay: float = 0.0
+    # Gradient-norm clipping threshold (<= 0 disables).
+    max_grad_norm: float = 1.0
+    # KL coefficient of the k3 estimator in the loss; 0 skips the reference model entirely.
+    beta: float = 0.005
+    # Lower clip range of the importance ratio (1 - eps_low).
+    clip_eps_low: float = 0.2
+    # Upper clip range of the importance ratio (1 + eps_high).
+    clip_eps_high: float = 0.2
+    # Loss aggregation: grpo (per-sequence mean), bnpo (token mean over batch), dr_grpo (/ N*C_max).
+    loss_aggregation: Literal["grpo", "bnpo", "dr_grpo"] = "bnpo"
+    # Divide centred group rewards by their std (False = Dr. GRPO).
+    scale_rewards: bool = True
+    # Added to the group std before dividing (paper code: 1e-4).
+    std_eps: float = 1.0e-4
+    # Sequences per micro-batch in the training pass (gradient accumulation over the rest).
+    micro_batch_size: int = 8
+    # Completion tokens per logits chunk in scoring (peak extra memory ~ 20 bytes x chunk x V).
+    scoring_chunk_tokens: int = 256
+    # Compute self-certainty/entropy from logits / temperature (False = raw logits, as official code).
+    sc_temperature_scaled: bool = False
+    # Compute token log-probs from logits / temperature (the distribution actually sampled from).
+    logprob_temperature_scaled: bool = True
+
+
+@dataclass
+class TrainerConfig:
+    # Base seed: data order and per-step rollout seeds derive from it.
+    seed: int = 0
+    # Torch device.
+    device: str = "cpu"
+    # CPU threads for torch (0 = leave torch's default).
+    threads: int = 0
+    # Folder for checkpoints and the final model.
+    output_dir: str = "runs/train"
+    # Save a checkpoint every N steps (the last step is always saved).
+    checkpoint_every: int = 5
+    # Keep only the newest K checkpoints.
+    keep_last: int = 2
+    # Continue from the newest complete checkpoint in output_dir, if any.
+    resume: bool = True
+    # Number of completions per step logged as a table artifact (0 = none).
+    log_completions: int = 8
+
+
+@dataclass
+class TrackingConfig:
+    # mlflow (local sqlite store by default) or null (nothing is logged).
+    backend: Literal["mlflow", "null"] = "mlflow"
+    # MLflow tracking URI; the default is a sqlite file in the working directory.
+    tracking_uri: str = "sqlite:///mlflow.db"
+    # One MLflow experiment for the whole project.
+    experiment: str = "intuitor-pipeline"
+
+
+T = TypeVar("T")
+
+
+def build(cls: type[T], data: Any, path: str = "") -> T:
+    """Build dataclass `cls` from a mapping, checking keys and types; errors name the dotted path."""
+    if isinstance(data, cls):
+        return data
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path or '<root>'}: expected a mapping for {cls.__name__}, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"{_join(path, unknown[0])}: unknown key; allowed keys of {cls.__name__}: {sorted(fields)}"
+        )
+    kwargs = {}
+    for name, f in fields.items():
+        if name in data:
+            kwargs[name] = _coerce(hints[name], data[name], _join(path, name))
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{_join(path, name)}: required key is missing")
+    return cls(**kwargs)
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _coerce(tp: Any, value: Any, path: str) -> Any:
+    origin = get_origin(tp)
+    args = get_args(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(arg, value, path)
+            except ConfigError as e:
+                errors.append(str(e))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{path}: {value!r} matches none of {args}")
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{path}: {value!r} is not allowed; allowed values: {list(args)}")
+        return value
+    if origin is list:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{path}: expected a list, got {value!r}")
+        return [_coerce(args[0], v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if origin is tuple:
+        if not isinstance(value, list | tuple) or len(value) != len(args):
+            raise ConfigError(f"{path}: expected a list of {len(args)} values, got {value!r}")
+        return tuple(_coerce(a, v, f"{path}[{i}]") for i, (a, v) in enumerate(zip(args, value, strict=True)))
+    if dataclasses.is_dataclass(tp):
+        return build(tp, value, path)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{path}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path}: expected an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path}: expected true/false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{path}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{path}: unsupported config type {tp}")
+
+
+def to_dict(cfg: Any) -> Any:
+    """Plain (YAML/JSON-able) form of a config dataclass, tuples as lists."""
+    if dataclasses.is_dataclass(cfg):
+        return {f.name: to_dict(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+    if isinstance(cfg, list | tuple):
+        return [to_dict(v) for v in cfg]
+    return cfg
+
+
+@dataclass
+class DataConfig:
+    # Dataset name: math (MATH train, the paper's training set) or gsm8k.
+    name: Literal["math", "gsm8k"] = "math"
+    # Hub id or local file/folder; None reads $INTUITOR_DATA_DIR/<name>/ (CI: ../shared/data).
+    path: str | None = None
+    # Split to read.
+    split: str = "train"
+    # Keep only the first N records after loading (None = all).
+    limit: int | None = None
+
+
+@dataclass
+class TrainConfig:
+    """Everything one training run reads."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)

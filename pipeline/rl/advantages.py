@@ -1,0 +1,24 @@
+"""Group-relative advantages (GRPO): each completion's reward against its own group's."""
+
+from __future__ import annotations
+
+import torch
+
+
+def group_advantages(rewards: torch.Tensor, std_eps: float = 1e-4, scale_by_std: bool = True) -> torch.Tensor:
+    """[B, G] rewards -> [B, G] advantages (float32).
+
+    A = (r - mean_g r) / (std_g r + std_eps) with the unbiased std (as the paper's TRL-based code);
+    without `scale_by_std` (Dr. GRPO) A = r - mean_g r. A group whose rewards are all equal gets
+    exactly 0: it carries no learning signal, and float round-off must not invent one.
+    """
+    if rewards.dim() != 2:
+        raise ValueError(f"rewards must be [B, G], got shape {tuple(rewards.shape)}")
+    r = rewards.double()
+    centred = r - r.mean(dim=1, keepdim=True)
+    if scale_by_std:
+        g = r.shape[1]
+        std = r.std(dim=1, keepdim=True) if g > 1 else torch.zeros_like(r[:, :1])
+        centred = centred / (std + std_eps)
+    constant = (r.amax(dim=1) == r.amin(dim=1))[:, None]
+    return torch.where(constant, torch.zeros_like(centred), centred).float()

@@ -1,0 +1,113 @@
+"""Atomic training checkpoints: model, optimizer, scheduler, RNG states, step, data position.
+
+A checkpoint is written into a hidden temporary folder and renamed to `step_XXXXXX` only when every
+file is on disk, so a folder with that name is always complete; a crash mid-write leaves only a
+`.tmp` folder, which is ignored and cleaned up by the next save.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+from transformers import PreTrainedModel
+
+STEP_RE = re.compile(r"^step_(\d{6,})$")
+STATE_FILE = "trainer_state.pt"
+
+
+def _fsync_tree(folder: Path) -> None:
+    for f in folder.iterdir():
+        if f.is_file():
+            with open(f, "rb") as fh:
+                os.fsync(fh.fileno())
+
+
+def save_checkpoint(
+    root: Path,
+    step: int,
+    model: PreTrainedModel,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    extra: dict[str, Any],
+    keep_last: int = 2,
+) -> Path:
+    """Write checkpoint `root/step_{step}` (step = number of completed training steps)."""
+    root.mkdir(parents=True, exist_ok=True)
+    for stale in root.glob(".step_*.tmp*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    final = root / f"step_{step:06d}"
+    tmp = root / f".step_{step:06d}.tmp{os.getpid()}"
+    model.save_pretrained(tmp, safe_serialization=True)
+    state = {
+        "step": step,
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "rng": {
+            "torch": torch.get_rng_state(),
+            "python": random.getstate(),
+            "numpy": np.random.get_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        },
+        **extra,
+    }
+    torch.save(state, tmp / STATE_FILE)
+    _fsync_tree(tmp)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    for old in list_checkpoints(root)[:-keep_last] if keep_last > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def list_checkpoints(root: Path) -> list[Path]:
+    """Complete checkpoints under root, oldest first."""
+    if not root.is_dir():
+        return []
+    found = [
+        (int(m.group(1)), p)
+        for p in root.iterdir()
+        if (m := STEP_RE.match(p.name)) and (p / STATE_FILE).is_file()
+    ]
+    return [p for _, p in sorted(found)]
+
+
+def latest_checkpoint(root: Path) -> Path | None:
+    ckpts = list_checkpoints(root)
+    return ckpts[-1] if ckpts else None
+
+
+def load_checkpoint(
+    path: Path, model: PreTrainedModel, optimizer: torch.optim.Optimizer, scheduler: Any
+) -> dict[str, Any]:
+    """Restore model/optimizer/scheduler/RNG in place; returns the saved state (step, extras)."""
+    weights: dict[str, torch.Tensor] = {}
+    for f in sorted(path.glob("*.safetensors")):
+        weights.update(load_file(f))
+    if not weights:
+        raise FileNotFoundError(f"{path}: checkpoint has no *.safetensors weights")
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    tied = set(getattr(model, "_tied_weights_keys", None) or [])
+    tied |= {"lm_head.weight"} if getattr(model.config, "tie_word_embeddings", False) else set()
+    if unexpected or set(missing) - tied:
+        raise RuntimeError(
+            f"{path}: weights do not match the model (missing={missing}, unexpected={unexpected})"
+        )
+    state = torch.load(path / STATE_FILE, weights_only=False)
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    rng = state["rng"]
+    torch.set_rng_state(rng["torch"])
+    random.setstate(rng["python"])
+    np.random.set_state(rng["numpy"])
+    if rng.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    return state

@@ -1,0 +1,314 @@
+"""The GRPO loop every method shares: rollout -> score -> reward -> advantage -> update -> log -> save.
+
+A method is only a reward choice (cfg.method.rewards, looked up in the reward registry); nothing in
+this loop branches on the method's name.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_cosine_schedule_with_warmup
+
+from pipeline.config import TrainConfig
+from pipeline.data.sampler import PromptSampler
+from pipeline.rewards.gold import answer_rate, gold_correctness
+from pipeline.rewards.registry import combine, needs_reference
+from pipeline.rl.advantages import group_advantages
+from pipeline.rl.batch import collate_groups
+from pipeline.rl.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from pipeline.rl.loss import grpo_loss, token_weights
+from pipeline.rl.metrics import rollout_metrics
+from pipeline.rl.scoring import masked_sequence_mean, score_completions
+from pipeline.rollout.base import RolloutEngine
+from pipeline.rollout.hf import HFRolloutEngine
+from pipeline.tracking import NullTracker, Tracker
+from pipeline.types import Prompt, ScoredBatch, TokenScores
+
+METRICS_FILE = "metrics.jsonl"
+
+
+@dataclass
+class TrainResult:
+    # One metrics dict per completed step (including steps restored from a checkpoint's log).
+    history: list[dict[str, float]] = field(default_factory=list)
+    # Folder of the final policy (HF format, with tokenizer).
+    final_model: Path | None = None
+    # Step the run resumed from (0 for a fresh run).
+    resumed_from: int = 0
+
+
+class Trainer:
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        policy: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        prompts: list[Prompt],
+        *,
+        engine: RolloutEngine | None = None,
+        reference: PreTrainedModel | None = None,
+        tracker: Tracker | None = None,
+        show_progress: bool = True,
+    ) -> None:
+        alg = cfg.algorithm
+        self.cfg = cfg
+        self.policy = policy.eval()  # eval mode: no dropout, so old and new log-probs agree
+        self.tokenizer = tokenizer
+        self.engine = engine or HFRolloutEngine(policy, tokenizer, show_progress=show_progress)
+        self.tracker = tracker or NullTracker()
+        self.show_progress = show_progress
+        self.sampler = PromptSampler(prompts, alg.prompts_per_step, cfg.trainer.seed)
+        # beta = 0 and no offline reward: the reference model is never built nor run.
+        self.reference: PreTrainedModel | None = None
+        if alg.beta != 0.0 or needs_reference(cfg.method.rewards):
+            # Copied before any checkpoint is loaded, so it is the base model, also on resume.
+            self.reference = (reference or copy.deepcopy(policy)).eval().requires_grad_(False)
+        self.optimizer = torch.optim.AdamW(
+            [p for p in policy.parameters() if p.requires_grad],
+            lr=alg.lr,
+            betas=alg.adam_betas,
+            eps=alg.adam_eps,
+            weight_decay=alg.weight_decay,
+        )
+        total = alg.steps * alg.num_iterations
+        self.scheduler = get_cosine_schedule_with_warmup(
+            self.optimizer, math.ceil(alg.warmup_ratio * total), total
+        )
+        self.out = Path(cfg.trainer.output_dir)
+        self.eos_ids = getattr(self.engine, "eos_ids", [tokenizer.eos_token_id])
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_ids[0]
+
+    # ------------------------------------------------------------------ loop
+    def train(self, stop_after: int | None = None) -> TrainResult:
+        """Run (or resume) to cfg.algorithm.steps; `stop_after` ends this call after that many steps
+        (a time-boxed job; the next call resumes from the checkpoint it leaves)."""
+        cfg = self.cfg
+        start = 0
+        ckpt = latest_checkpoint(self.out / "checkpoints") if cfg.trainer.resume else None
+        if ckpt is not None:
+            start = int(load_checkpoint(ckpt, self.policy, self.optimizer, self.scheduler)["step"])
+        history = self._restore_history(start)
+        end = cfg.algorithm.steps if stop_after is None else min(cfg.algorithm.steps, start + stop_after)
+        bar = tqdm(range(start, end), desc=f"train {cfg.method.name}", unit="step", disable=not self.show_progress)
+        for step in bar:
+            metrics = self.step(step)
+            bar.set_postfix(reward=f"{metrics['reward/mean']:.3g}", acc=f"{metrics['gold/accuracy']:.2f}")
+            history.append(metrics)
+            with open(self.out / METRICS_FILE, "a", encoding="utf-8") as f:
+                f.write(json.dumps(metrics) + "\n")
+            self.tracker.log_metrics({k: v for k, v in metrics.items() if k != "step"}, step=step)
+            done = step + 1
+            if done % max(1, cfg.trainer.checkpoint_every) == 0 or done in (cfg.algorithm.steps, end):
+                save_checkpoint(
+                    self.out / "checkpoints",
+                    done,
+                    self.policy,
+                    self.optimizer,
+                    self.scheduler,
+                    {"data_position": done * cfg.algorithm.prompts_per_step},
+                    keep_last=cfg.trainer.keep_last,
+                )
+        final = self._save_final() if end == cfg.algorithm.steps else None
+        return TrainResult(history=history, final_model=final, resumed_from=start)
+
+    def _restore_history(self, start: int) -> list[dict[str, float]]:
+        """Keep the logged metrics of completed steps (< start); drop any logged after the checkpoint."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        path = self.out / METRICS_FILE
+        kept = []
+        if path.is_file():
+            for line in path.read_text(encoding="utf-8").splitlines():
+                if line.strip() and (rec := json.loads(line))["step"] < start:
+                    kept.append(rec)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
+        os.replace(tmp, path)
+        return kept
+
+    def _save_final(self) -> Path:
+        final = self.out / "final"
+        tmp = self.out / f".final.tmp{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        self.policy.save_pretrained(tmp, safe_serialization=True)
+        self.tokenizer.save_pretrained(tmp)
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        return final
+
+    # ------------------------------------------------------------------ one step
+    def step(self, step: int) -> dict[str, float]:
+        cfg, alg = self.cfg, self.cfg.algorithm
+        t0 = time.perf_counter()
+        prompts = self.sampler.batch(step)
+        groups = self.engine.generate(
+            prompts, alg.group_size, cfg.sampling, seed=cfg.trainer.seed * 1_000_003 + step
+        )
+        t_rollout = time.perf_counter() - t0
+
+        batch = collate_groups(groups, self.pad_id)
+        batch.policy = self._score(self.policy, batch)
+        if self.reference is not None:
+            batch.reference = self._score(self.reference, batch)
+        t_score = time.perf_counter() - t0 - t_rollout
+
+        total, parts = combine(cfg.method.rewards, batch)  # [B, G]
+        correct, answered = gold_correctness(batch), answer_rate(batch)
+        advantages = group_advantages(total, alg.std_eps, alg.scale_rewards).flatten()  # [N]
+        update = self._update(batch, advantages)
+        elapsed = time.perf_counter() - t0
+
+        completion_tokens = float(batch.completion_mask.sum())
+        metrics: dict[str, float] = {"step": step}
+        metrics.update(
+            rollout_metrics(batch, total, parts, correct, answered, cfg.sampling.max_new_tokens, self.eos_ids)
+        )
+        metrics.update(update)
+        metrics.update(
+            {
+                "time/step_s": elapsed,
+                "time/rollout_s": t_rollout,
+                "time/score_s": t_score,
+                "time/update_s": elapsed - t_rollout - t_score,
+                "throughput/tokens_per_s": completion_tokens / elapsed,
+                "throughput/rollout_tokens_per_s": completion_tokens / max(t_rollout, 1e-9),
+            }
+        )
+        self._log_completions(step, batch, total, correct)
+        return metrics
+
+    def _rows(self, n: int) -> list[slice]:
+        mb = max(1, self.cfg.algorithm.micro_batch_size)
+        return [slice(i, min(n, i + mb)) for i in range(0, n, mb)]
+
+    def _slice(self, batch: ScoredBatch, rows: slice) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+        """A micro-batch's tensors with completion columns trimmed to its longest completion."""
+        mask = batch.completion_mask[rows]
+        width = max(1, int(mask.sum(-1).max()))
+        end = batch.prompt_length + width
+        device = next(self.policy.parameters()).device
+        return (
+            batch.input_ids[rows, :end].to(device),
+            batch.attention_mask[rows, :end].to(device),
+            mask[:, :width].to(device),
+            width,
+        )
+
+    def _score(self, model: PreTrainedModel, batch: ScoredBatch) -> TokenScores:
+        """The no-grad scoring pass of one model over the batch, in micro-batches."""
+        alg, n, c = self.cfg.algorithm, *batch.completion_mask.shape
+        out = TokenScores(*(torch.zeros(n, c) for _ in range(3)))
+        for rows in self._rows(n):
+            ids, attn, mask, width = self._slice(batch, rows)
+            s = score_completions(
+                model,
+                ids,
+                attn,
+                batch.prompt_length,
+                mask,
+                chunk_tokens=alg.scoring_chunk_tokens,
+                logprob_temperature=self._temperature(alg.logprob_temperature_scaled),
+                certainty_temperature=self._temperature(alg.sc_temperature_scaled),
+            )
+            out.logprobs[rows, :width] = s.logprobs.cpu()
+            out.self_certainty[rows, :width] = s.self_certainty.cpu()
+            out.entropy[rows, :width] = s.entropy.cpu()
+        return out
+
+    def _temperature(self, scaled: bool) -> float:
+        t = self.cfg.sampling.temperature
+        return t if scaled and t > 0 else 1.0
+
+    def _update(self, batch: ScoredBatch, advantages: torch.Tensor) -> dict[str, float]:
+        """num_iterations optimizer steps over the batch, with gradient accumulation over micro-batches."""
+        alg = self.cfg.algorithm
+        weights = token_weights(batch.completion_mask, alg.loss_aggregation, self.cfg.sampling.max_new_tokens)
+        old = batch.policy.logprobs
+        ref = batch.reference.logprobs if batch.reference is not None else None
+        loss = policy_loss = kl = 0.0
+        clipped = tokens = 0
+        grad_norms, lrs = [], []
+        params = [p for p in self.policy.parameters() if p.requires_grad]
+        for _ in range(alg.num_iterations):
+            lrs.append(self.scheduler.get_last_lr()[0])
+            for rows in self._rows(batch.completion_mask.shape[0]):
+                ids, attn, mask, width = self._slice(batch, rows)
+                scores = score_completions(
+                    self.policy,
+                    ids,
+                    attn,
+                    batch.prompt_length,
+                    mask,
+                    chunk_tokens=alg.scoring_chunk_tokens,
+                    logprob_temperature=self._temperature(alg.logprob_temperature_scaled),
+                    with_certainty=False,
+                    with_grad=True,
+                )
+                device = scores.logprobs.device
+                terms = grpo_loss(
+                    scores.logprobs,
+                    old[rows, :width].to(device),
+                    advantages[rows].to(device),
+                    weights[rows, :width].to(device),
+                    clip_eps_low=alg.clip_eps_low,
+                    clip_eps_high=alg.clip_eps_high,
+                    beta=alg.beta,
+                    ref_logprobs=None if ref is None else ref[rows, :width].to(device),
+                )
+                terms.loss.backward()
+                loss += float(terms.loss.detach())
+                policy_loss += float(terms.policy_loss)
+                kl += float(terms.kl)
+                clipped += int(terms.clipped_tokens)
+                tokens += int(terms.tokens)
+            max_norm = alg.max_grad_norm if alg.max_grad_norm > 0 else math.inf
+            grad_norms.append(float(torch.nn.utils.clip_grad_norm_(params, max_norm)))
+            self.optimizer.step()
+            self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+        k = alg.num_iterations
+        return {
+            "loss": loss / k,
+            "loss/policy": policy_loss / k,
+            "loss/kl_term": kl / k,
+            "clip_fraction": clipped / max(tokens, 1),
+            "grad_norm": sum(grad_norms) / k,
+            "lr": lrs[0],
+        }
+
+    def _log_completions(
+        self, step: int, batch: ScoredBatch, total: torch.Tensor, correct: torch.Tensor
+    ) -> None:
+        k = self.cfg.trainer.log_completions
+        if k <= 0:
+            return
+        g = batch.group_size
+        sc = (
+            masked_sequence_mean(batch.policy.self_certainty, batch.completion_mask) if batch.policy else None
+        )
+        rows: list[dict[str, Any]] = []
+        for i, text in enumerate(batch.texts[:k]):
+            group = batch.groups[i // g]
+            rows.append(
+                {
+                    "step": step,
+                    "prompt_id": group.prompt.id,
+                    "gold": group.prompt.gold,
+                    "completion": text,
+                    "reward": float(total.flatten()[i]),
+                    "correct": bool(correct.flatten()[i]),
+                    "self_certainty": None if sc is None else float(sc[i]),
+                    "length": int(batch.completion_mask[i].sum()),
+                }
+            )
+        self.tracker.log_table(rows, "completions.json")

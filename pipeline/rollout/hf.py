@@ -1,0 +1,111 @@
+"""Rollouts with Hugging Face `generate`: the CPU engine (and a GPU fallback without vLLM)."""
+
+from __future__ import annotations
+
+import torch
+from tqdm.auto import tqdm
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from pipeline.config import SamplingConfig
+from pipeline.models import chat_prompt_ids
+from pipeline.rollout.base import completion_mask
+from pipeline.types import Prompt, RolloutGroup
+
+
+def left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """[n, P] ids left-padded with pad_id, and the [n, P] attention mask."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        if r:
+            ids[i, width - len(r) :] = torch.tensor(r, dtype=torch.long)
+            mask[i, width - len(r) :] = 1
+    return ids, mask
+
+
+class HFRolloutEngine:
+    """Samples with `model.generate` on the policy itself, so weights never need syncing."""
+
+    def __init__(
+        self,
+        model: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        *,
+        show_progress: bool = True,
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.show_progress = show_progress
+        eos = model.generation_config.eos_token_id
+        eos_ids = list(eos) if isinstance(eos, list | tuple) else [eos] if eos is not None else []
+        if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in eos_ids:
+            eos_ids.append(tokenizer.eos_token_id)
+        if not eos_ids:
+            raise ValueError("the model and tokenizer define no EOS token: completions could never end")
+        self.eos_ids = eos_ids
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0]
+
+    def sync_weights(self, model: torch.nn.Module) -> None:
+        if model is not self.model:
+            raise ValueError("HFRolloutEngine samples from the policy object it was built with")
+
+    @torch.no_grad()
+    def generate(
+        self, prompts: list[Prompt], n: int, sampling: SamplingConfig, seed: int
+    ) -> list[RolloutGroup]:
+        prompt_ids = [chat_prompt_ids(self.tokenizer, p.messages) for p in prompts]
+        # One request per completion, prompt-major, so a group's completions stay contiguous.
+        requests = [i for i in range(len(prompts)) for _ in range(n)]
+        outputs: list[list[int]] = []
+        bs = max(1, sampling.batch_size)
+        batches = range(0, len(requests), bs)
+        bar = tqdm(batches, desc="rollout", unit="batch", disable=not self.show_progress or len(batches) < 2)
+        for bi, start in enumerate(bar):
+            chunk = requests[start : start + bs]
+            outputs.extend(
+                self._generate_batch([prompt_ids[i] for i in chunk], sampling, seed * 1_000_003 + bi)
+            )
+        groups = []
+        for i, prompt in enumerate(prompts):
+            rows = outputs[i * n : (i + 1) * n]
+            width = max(1, max(len(r) for r in rows))
+            ids = torch.full((n, width), self.pad_id, dtype=torch.long)
+            for j, r in enumerate(rows):
+                ids[j, : len(r)] = torch.tensor(r, dtype=torch.long)
+            mask = completion_mask(ids, self.eos_ids)
+            # An empty row (nothing generated) must not count its padding as content.
+            for j, r in enumerate(rows):
+                mask[j, len(r) :] = 0
+            texts = [
+                self.tokenizer.decode(ids[j][mask[j].bool()], skip_special_tokens=True) for j in range(n)
+            ]
+            groups.append(RolloutGroup(prompt, torch.tensor(prompt_ids[i]), ids, mask, texts))
+        return groups
+
+    def _generate_batch(self, rows: list[list[int]], sampling: SamplingConfig, seed: int) -> list[list[int]]:
+        ids, attn = left_pad(rows, self.pad_id)
+        device = next(self.model.parameters()).device
+        greedy = sampling.temperature <= 0
+        kwargs = {
+            "do_sample": not greedy,
+            "max_new_tokens": sampling.max_new_tokens,
+            "eos_token_id": self.eos_ids,
+            "pad_token_id": self.pad_id,
+            # HF may default top_k to 50 from a model's generation_config; the paper samples without it.
+            "top_k": 0,
+        }
+        if not greedy:
+            kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p)
+        # A private RNG stream per batch: rollouts depend on (seed, batch) only, which makes a
+        # resumed run sample exactly what an uninterrupted one would.
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            out = self.model.generate(input_ids=ids.to(device), attention_mask=attn.to(device), **kwargs)
+        completions = out[:, ids.shape[1] :].cpu()
+        result = []
+        for row in completions.tolist():
+            # Cut after the first EOS: what generate pads with afterwards is not part of the sample.
+            cut = next((k + 1 for k, t in enumerate(row) if t in self.eos_ids), len(row))
+            result.append(row[:cut])
+        return result

@@ -1,0 +1,39 @@
+"""One training run end to end: load model, data and tracker from a TrainConfig, train, close the run."""
+
+from __future__ import annotations
+
+import torch
+
+from pipeline.config import ConfigError, TrainConfig, to_dict
+from pipeline.data.registry import load_prompts
+from pipeline.models import load_model_and_tokenizer
+from pipeline.rewards.registry import REWARDS
+from pipeline.rl.trainer import Trainer, TrainResult
+from pipeline.tracking import make_tracker
+
+
+def run_training(
+    cfg: TrainConfig, show_progress: bool = True, parent_run_id: str | None = None
+) -> TrainResult:
+    """Train cfg.method on cfg.data with cfg.model; metrics go to cfg.tracking (MLflow by default)."""
+    if cfg.trainer.threads > 0:
+        torch.set_num_threads(cfg.trainer.threads)
+    for i, spec in enumerate(cfg.method.rewards):
+        if spec.name not in REWARDS:
+            raise ConfigError(f"method.rewards[{i}].name: unknown reward {spec.name!r}; allowed: {sorted(REWARDS)}")
+    # Data first: a bad path fails in seconds, before a model loads.
+    prompts = load_prompts(cfg.data, cfg.model.system_prompt)
+    policy, tokenizer = load_model_and_tokenizer(cfg.model, cfg.trainer.device)
+    tracker = make_tracker(cfg.tracking)
+    tags = {
+        "method": cfg.method.name,
+        "stage": "train",
+        "model": cfg.model.name_or_path,
+        "data": cfg.data.name,
+    }
+    with tracker.run(f"train-{cfg.method.name}", tags=tags, parent_run_id=parent_run_id):
+        tracker.log_params(to_dict(cfg))
+        tracker.log_dict(to_dict(cfg), "config.yaml")
+        trainer = Trainer(cfg, policy, tokenizer, prompts, tracker=tracker, show_progress=show_progress)
+        result = trainer.train()
+    return result

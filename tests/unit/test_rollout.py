@@ -1,0 +1,86 @@
+"""HF rollout engine: masks from the first EOS, seeded determinism, and collation alignment."""
+
+from __future__ import annotations
+
+import torch
+
+from pipeline.config import SamplingConfig
+from pipeline.rl.batch import collate_groups
+from pipeline.rl.scoring import score_completions
+from pipeline.rollout.base import completion_mask
+from pipeline.rollout.hf import HFRolloutEngine, left_pad
+
+
+def test_completion_mask_brute_force() -> None:
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, 5, (50, 9), generator=g)  # tokens 2 and 4 are EOS below
+    mask = completion_mask(ids, [2, 4])
+    for row, m in zip(ids.tolist(), mask.tolist(), strict=True):
+        first = next((i for i, t in enumerate(row) if t in (2, 4)), None)
+        expected = [1] * len(row) if first is None else [1] * (first + 1) + [0] * (len(row) - first - 1)
+        assert m == expected
+
+
+def test_left_pad() -> None:
+    ids, mask = left_pad([[5, 6, 7], [8]], pad_id=0)
+    assert ids.tolist() == [[5, 6, 7], [0, 0, 8]]
+    assert mask.tolist() == [[1, 1, 1], [0, 0, 1]]
+
+
+def test_generate_shapes_masks_and_seeds(tiny_model, tokenizer, toy_prompts) -> None:
+    engine = HFRolloutEngine(tiny_model, tokenizer, show_progress=False)
+    sampling = SamplingConfig(temperature=1.0, max_new_tokens=10, batch_size=5)
+    groups = engine.generate(toy_prompts[:3], 4, sampling, seed=7)
+    assert [g.prompt.id for g in groups] == [p.id for p in toy_prompts[:3]]
+    for g in groups:
+        assert g.completion_ids.shape[0] == 4 and g.completion_ids.shape[1] <= 10
+        assert len(g.texts) == 4
+        lengths = g.completion_mask.sum(-1)
+        for row, n in zip(g.completion_ids, lengths, strict=True):
+            eos_positions = (row[: int(n)] == tokenizer.eos_token_id).nonzero().flatten().tolist()
+            # EOS, if present, is the last masked-in token and nowhere else
+            assert eos_positions in ([], [int(n) - 1])
+    again = engine.generate(toy_prompts[:3], 4, sampling, seed=7)
+    other = engine.generate(toy_prompts[:3], 4, sampling, seed=8)
+    assert all(torch.equal(a.completion_ids, b.completion_ids) for a, b in zip(groups, again, strict=True))
+    assert any(
+        a.completion_ids.shape != b.completion_ids.shape
+        or not torch.equal(a.completion_ids, b.completion_ids)
+        for a, b in zip(groups, other, strict=True)
+    )
+
+
+def test_eos_biased_model_stops_early(tiny_model, tokenizer, toy_prompts) -> None:
+    with torch.no_grad():
+        tiny_model.lm_head.weight[tokenizer.eos_token_id] += 5.0  # make EOS likely
+    engine = HFRolloutEngine(tiny_model, tokenizer, show_progress=False)
+    groups = engine.generate(toy_prompts[:2], 6, SamplingConfig(temperature=1.0, max_new_tokens=30), seed=0)
+    lengths = torch.cat([g.completion_mask.sum(-1) for g in groups])
+    assert lengths.min() < 30  # some completions ended with EOS
+    for g in groups:
+        for row, m in zip(g.completion_ids, g.completion_mask, strict=True):
+            n = int(m.sum())
+            if n < 30:
+                assert int(row[n - 1]) == tokenizer.eos_token_id
+
+
+def test_scoring_reproduces_generate_logprobs(tiny_model, tokenizer, toy_prompts) -> None:
+    """The scoring pass over collated rollouts sees the same distributions `generate` sampled from."""
+    engine = HFRolloutEngine(tiny_model, tokenizer, show_progress=False)
+    prompts = toy_prompts[:3]  # different prompt lengths -> real left padding
+    groups = engine.generate(prompts, 2, SamplingConfig(temperature=1.0, max_new_tokens=8), seed=3)
+    batch = collate_groups(groups, tokenizer.pad_token_id)
+    assert batch.input_ids.shape[1] == batch.prompt_length + batch.completion_mask.shape[1]
+    scores = score_completions(
+        tiny_model, batch.input_ids, batch.attention_mask, batch.prompt_length, batch.completion_mask
+    )
+    # Independent reference: each sequence alone (no padding at all), full logits, float64.
+    for i, g in enumerate(x for x in groups for _ in range(2)):
+        j = i % 2
+        n = int(g.completion_mask[j].sum())
+        seq = torch.cat([g.prompt_ids, g.completion_ids[j, :n]])[None]
+        with torch.no_grad():
+            logits = tiny_model(input_ids=seq).logits.double()[0]
+        p = len(g.prompt_ids)
+        ref = logits[p - 1 : p - 1 + n].log_softmax(-1).gather(-1, seq[0, p:, None]).squeeze(-1)
+        torch.testing.assert_close(scores.logprobs[i, :n].double(), ref, rtol=1e-4, atol=1e-5)
