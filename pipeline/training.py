@@ -20,7 +20,8 @@ def run_training(
         torch.set_num_threads(cfg.trainer.threads)
     for i, spec in enumerate(cfg.method.rewards):
         if spec.name not in REWARDS:
-            raise ConfigError(f"method.rewards[{i}].name: unknown reward {spec.name!r}; allowed: {sorted(REWARDS)}")
+            allowed = sorted(REWARDS)
+            raise ConfigError(f"method.rewards[{i}].name: unknown reward {spec.name!r}; allowed: {allowed}")
     # Data first: a bad path fails in seconds, before a model loads.
     prompts = load_prompts(cfg.data, cfg.model.system_prompt)
     policy, tokenizer = load_model_and_tokenizer(cfg.model, cfg.trainer.device)

@@ -32,8 +32,9 @@ def apply_override(tree: dict[str, Any], item: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", type=Path, default=None, help="YAML file with a `train:` section or the keys")
+    fmt = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=fmt)
+    parser.add_argument("--config", type=Path, default=None, help="YAML: a `train:` section or the keys")
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. algorithm.steps=5")
     args = parser.parse_args(argv)
     path = args.config or (Path("params.yaml") if Path("params.yaml").is_file() else None)
@@ -50,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     result = run_training(cfg)
     last = result.history[-1] if result.history else {}
-    print(json.dumps({"final_model": str(result.final_model), "steps": len(result.history), "last": last}, indent=1))
+    summary = {"final_model": str(result.final_model), "steps": len(result.history), "last": last}
+    print(json.dumps(summary, indent=1))
     return 0
 
 

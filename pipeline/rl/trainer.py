@@ -100,7 +100,8 @@ class Trainer:
             start = int(load_checkpoint(ckpt, self.policy, self.optimizer, self.scheduler)["step"])
         history = self._restore_history(start)
         end = cfg.algorithm.steps if stop_after is None else min(cfg.algorithm.steps, start + stop_after)
-        bar = tqdm(range(start, end), desc=f"train {cfg.method.name}", unit="step", disable=not self.show_progress)
+        desc = f"train {cfg.method.name}"
+        bar = tqdm(range(start, end), desc=desc, unit="step", disable=not self.show_progress)
         for step in bar:
             metrics = self.step(step)
             bar.set_postfix(reward=f"{metrics['reward/mean']:.3g}", acc=f"{metrics['gold/accuracy']:.2f}")
