@@ -205,22 +205,33 @@ class Trainer:
             width,
         )
 
+    def _score_rows(
+        self, model: PreTrainedModel, batch: ScoredBatch, rows: slice, with_grad: bool
+    ) -> tuple[TokenScores, int]:
+        """Score one micro-batch; returns [rows, width] scores and the trimmed completion width."""
+        alg = self.cfg.algorithm
+        ids, attn, mask, width = self._slice(batch, rows)
+        scores = score_completions(
+            model,
+            ids,
+            attn,
+            batch.prompt_length,
+            mask,
+            chunk_tokens=alg.scoring_chunk_tokens,
+            logprob_temperature=self._temperature(alg.logprob_temperature_scaled),
+            certainty_temperature=self._temperature(alg.sc_temperature_scaled),
+            # the gradient pass only needs log-probs: certainty is a reward, read from the no-grad pass
+            with_certainty=not with_grad,
+            with_grad=with_grad,
+        )
+        return scores, width
+
     def _score(self, model: PreTrainedModel, batch: ScoredBatch) -> TokenScores:
         """The no-grad scoring pass of one model over the batch, in micro-batches."""
-        alg, n, c = self.cfg.algorithm, *batch.completion_mask.shape
+        n, c = batch.completion_mask.shape
         out = TokenScores(*(torch.zeros(n, c) for _ in range(3)))
         for rows in self._rows(n):
-            ids, attn, mask, width = self._slice(batch, rows)
-            s = score_completions(
-                model,
-                ids,
-                attn,
-                batch.prompt_length,
-                mask,
-                chunk_tokens=alg.scoring_chunk_tokens,
-                logprob_temperature=self._temperature(alg.logprob_temperature_scaled),
-                certainty_temperature=self._temperature(alg.sc_temperature_scaled),
-            )
+            s, width = self._score_rows(model, batch, rows, with_grad=False)
             out.logprobs[rows, :width] = s.logprobs.cpu()
             out.self_certainty[rows, :width] = s.self_certainty.cpu()
             out.entropy[rows, :width] = s.entropy.cpu()
@@ -243,18 +254,7 @@ class Trainer:
         for _ in range(alg.num_iterations):
             lrs.append(self.scheduler.get_last_lr()[0])
             for rows in self._rows(batch.completion_mask.shape[0]):
-                ids, attn, mask, width = self._slice(batch, rows)
-                scores = score_completions(
-                    self.policy,
-                    ids,
-                    attn,
-                    batch.prompt_length,
-                    mask,
-                    chunk_tokens=alg.scoring_chunk_tokens,
-                    logprob_temperature=self._temperature(alg.logprob_temperature_scaled),
-                    with_certainty=False,
-                    with_grad=True,
-                )
+                scores, width = self._score_rows(self.policy, batch, rows, with_grad=True)
                 device = scores.logprobs.device
                 terms = grpo_loss(
                     scores.logprobs,
