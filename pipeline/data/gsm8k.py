@@ -17,7 +17,9 @@ def gsm8k_gold(answer: str) -> str | None:
     return answer.rsplit("####", 1)[1].strip().replace(",", "")
 
 
-def load_gsm8k(path: str | None, split: str, system_prompt: str | None, limit: int | None = None) -> list[Prompt]:
+def load_gsm8k(
+    path: str | None, split: str, system_prompt: str | None, limit: int | None = None
+) -> list[Prompt]:
     records, source = load_split("gsm8k", path, split, HUB_ID, hub_config="main")
     prompts = []
     for i, rec in enumerate(records[:limit] if limit is not None else records):
@@ -25,6 +27,10 @@ def load_gsm8k(path: str | None, split: str, system_prompt: str | None, limit: i
         if gold is None:
             raise DataError(f"{source}:{rec.get('_line', i + 1)}: answer has no '#### <number>' line")
         prompts.append(
-            Prompt(id=f"gsm8k/{split}/{i}", messages=chat_messages(require(rec, "question", source), system_prompt), gold=gold)
+            Prompt(
+                id=f"gsm8k/{split}/{i}",
+                messages=chat_messages(require(rec, "question", source), system_prompt),
+                gold=gold,
+            )
         )
     return prompts

@@ -15,7 +15,11 @@ logger = logging.getLogger(__name__)
 
 
 def load_math(
-    path: str | None, split: str, system_prompt: str | None, limit: int | None = None, skip_invalid: bool = True
+    path: str | None,
+    split: str,
+    system_prompt: str | None,
+    limit: int | None = None,
+    skip_invalid: bool = True,
 ) -> list[Prompt]:
     """MATH problems as prompts; the gold answer is the last \\boxed{} of the reference solution.
 
