@@ -21,6 +21,9 @@ class Prompt:
     messages: list[dict[str, str]]
     # Gold final answer as a string (e.g. "\\frac{1}{2}"), or None where the data has none.
     gold: str | None = None
+    # How a completion's answer is read when it has no \\boxed{}: "none" (no answer) or "last_number"
+    # (the recorded fallback for plain-number datasets such as GSM8K and the embedded arithmetic set).
+    answer_fallback: str = "none"
     meta: dict[str, Any] = field(default_factory=dict)
 
 
@@ -37,6 +40,8 @@ class RolloutGroup:
     completion_mask: torch.Tensor
     # G decoded completions (special tokens stripped).
     texts: list[str]
+    # [G] mean self-certainty of each completion recorded during generation (raw logits), if asked for.
+    self_certainty: torch.Tensor | None = None
 
     @property
     def group_size(self) -> int:

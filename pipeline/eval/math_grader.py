@@ -37,6 +37,9 @@ _BOX_RE = re.compile(r"\\(?:boxed|fbox)(?![A-Za-z])")
 _SIGN = r"(?:(?<![\w)\]}])-)?"
 _NUMBER_RE = re.compile(rf"{_SIGN}(?:(?:\d{{1,3}}(?:,\d{{3}})+|\d+)(?:\.\d+)?(?:/\d+)?|\.\d+)")
 
+# A trailing percent sign, LaTeX-escaped or not.
+_PERCENT_RE = re.compile(r"\\?%\s*$")
+
 # Spacing / sizing commands that never change the value of an answer (for the string fast path).
 _NOISE_RE = re.compile(r"\\left(?![A-Za-z])|\\right(?![A-Za-z])|\\[,;:! ]|\s+")
 
@@ -200,7 +203,14 @@ def answers_equivalent(pred: str, gold: str) -> bool:
         # fragment (`1}{2` would equal `1`), so such strings are never equivalent to anything else.
         if not _balanced(pred) or not _balanced(gold):
             return False
-        return _verify(pred, gold)
+        if _verify(pred, gold):
+            return True
+        # math-verify on the antlr4 4.9.3 runtime (the one hydra-core/omegaconf pin) does not read `\\%`;
+        # compare the numbers without it, so `10\\%` ~ `10` as MATH answers are meant.
+        bare_pred, bare_gold = _PERCENT_RE.sub("", pred), _PERCENT_RE.sub("", gold)
+        if (bare_pred, bare_gold) != (pred, gold) and bare_pred.strip() and bare_gold.strip():
+            return _normalize(bare_pred) == _normalize(bare_gold) or _verify(bare_pred, bare_gold)
+        return False
     except (Exception, TimeoutException):  # TimeoutException derives from BaseException
         logger.debug("answer comparison failed: %r vs %r", pred, gold, exc_info=True)
         return False

@@ -1,8 +1,8 @@
 """The `gold` reward (GRPO with verifiable rewards) and the gold metrics every method logs.
 
-The RL reward requires a boxed final answer (no last-number fallback): a completion earns 1.0 only if
-its last `\\boxed{...}` is equivalent to the gold answer. `gold_correctness` and `answer_rate` are
-logged as metrics for every method (INTUITOR never sees them as reward).
+A completion earns 1.0 only if its last `\\boxed{...}` is equivalent to the gold answer; datasets whose
+prompts say `answer_fallback="last_number"` (plain-number answers) also accept the last number.
+`gold_correctness` and `answer_rate` are logged as metrics for every method (never as INTUITOR's reward).
 """
 
 from __future__ import annotations
@@ -17,16 +17,22 @@ from pipeline.types import ScoredBatch
 def gold_correctness(batch: ScoredBatch) -> torch.Tensor:
     """[B, G] float32: 1.0 where the completion's boxed answer matches its prompt's gold, else 0.0."""
     rows = [
-        [1.0 if grade(text, group.prompt.gold, fallback="none").correct else 0.0 for text in group.texts]
+        [
+            1.0 if grade(text, group.prompt.gold, group.prompt.answer_fallback).correct else 0.0
+            for text in group.texts
+        ]
         for group in batch.groups
     ]
     return torch.tensor(rows, dtype=torch.float32).reshape(batch.num_prompts, batch.group_size)
 
 
 def answer_rate(batch: ScoredBatch) -> torch.Tensor:
-    """[B, G] float32: 1.0 where a boxed answer could be extracted (right or wrong), else 0.0."""
+    """[B, G] float32: 1.0 where an answer could be extracted (right or wrong), else 0.0."""
     rows = [
-        [1.0 if extract_answer(text).source == "boxed" else 0.0 for text in group.texts]
+        [
+            1.0 if extract_answer(text, group.prompt.answer_fallback).answer is not None else 0.0
+            for text in group.texts
+        ]
         for group in batch.groups
     ]
     return torch.tensor(rows, dtype=torch.float32).reshape(batch.num_prompts, batch.group_size)

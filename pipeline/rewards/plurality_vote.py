@@ -19,8 +19,8 @@ def plurality_vote(answers: list[str | None]) -> list[float]:
 
     Clustering is greedy in completion order: each answer joins the first existing cluster whose
     representative (its first member) is `answers_equivalent` to it, else it starts a new cluster.
-    Equivalence under math-verify is not transitive (numeric tolerance, lenient percent and unit
-    handling: `10\\%` ~ `10` and `10\\%` ~ `0.1` but `10` !~ `0.1`), so comparing against one fixed
+    Equivalence under math-verify is not transitive (numeric tolerance, lenient unit handling:
+    `5 \\text{ cm}` ~ `5` and `5` ~ `5.0000001`, ...), so comparing against one fixed
     representative keeps the result well defined and independent of anything but completion order.
     The largest cluster wins; a tie goes to the cluster whose first member has the lowest index.
     """
@@ -48,6 +48,7 @@ def plurality_vote_reward(batch: ScoredBatch, spec: RewardSpec) -> torch.Tensor:
     """[B, G] float32: 1.0 for completions whose boxed answer is in their group's plurality cluster."""
     del spec  # no options beyond its weight, which `combine` applies
     rows = [
-        plurality_vote([extract_answer(t, fallback="none").answer for t in g.texts]) for g in batch.groups
+        plurality_vote([extract_answer(t, g.prompt.answer_fallback).answer for t in g.texts])
+        for g in batch.groups
     ]
     return torch.tensor(rows, dtype=torch.float32).reshape(batch.num_prompts, batch.group_size)

@@ -26,10 +26,9 @@ from pipeline.types import Prompt, RolloutGroup, ScoredBatch
         ([None, None, None], [0.0, 0.0, 0.0]),  # nobody answered
         ([], []),
         (["  ", "3"], [0.0, 1.0]),  # blank answers do not vote
-        # Non-transitive equivalence: 10% ~ 10 and 10% ~ 0.1 but 10 !~ 0.1. Greedy clustering on the
-        # representative: `10%` founds the cluster, both others join it.
-        ([r"10\%", "10", "0.1", "7"], [1.0, 1.0, 1.0, 0.0]),
-        # `10` founds the cluster; `10%` joins it; `0.1` is not equivalent to the representative `10`.
+        # `10\%` and `10` vote together (percent sign dropped); `0.1` is a different answer.
+        ([r"10\%", "10", "0.1", "7"], [1.0, 1.0, 0.0, 0.0]),
+        # `10` founds a cluster that `10\%` joins; the three `0.1` outvote it.
         (["10", r"10\%", "0.1", "0.1", "0.1"], [0.0, 0.0, 1.0, 1.0, 1.0]),
     ],
 )
