@@ -37,13 +37,23 @@ class ModelConfig:
 
 @dataclass
 class SamplingConfig:
-    # Softmax temperature of the rollout sampler.
+    """What one `RolloutEngine.generate` call samples with (built from algorithm + rollout, or eval)."""
+
+    # Softmax temperature of the sampler (<= 0: greedy).
     temperature: float = 0.9
     # Nucleus sampling mass (1.0 = off).
     top_p: float = 1.0
     # Completion budget in tokens; a completion without EOS by then counts as clipped.
     max_new_tokens: int = 64
     # Sequences generated per forward batch (prompts x completions are flattened).
+    batch_size: int = 32
+
+
+@dataclass
+class RolloutConfig:
+    # Engine that samples completions: hf (transformers generate; CPU and GPU) or vllm (GPU).
+    engine: Literal["hf", "vllm"] = "hf"
+    # Sequences per generation batch.
     batch_size: int = 32
 
 
@@ -63,6 +73,8 @@ class MethodConfig:
     name: str = "intuitor"
     # The method's reward: a weighted sum of registry rewards.
     rewards: list[RewardSpec] = field(default_factory=lambda: [RewardSpec(name="self_certainty")])
+    # Per-method config deltas as dotted keys (e.g. {"algorithm.beta": 0.0}); usually empty.
+    overrides: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -73,6 +85,12 @@ class AlgorithmConfig:
     prompts_per_step: int = 2
     # Training steps (each: one rollout, num_iterations optimizer steps).
     steps: int = 5
+    # Rollout sampling temperature (also divides logits for log-probs, see logprob_temperature_scaled).
+    temperature: float = 0.9
+    # Rollout nucleus sampling mass (1.0 = off).
+    top_p: float = 1.0
+    # Completion budget in tokens; a completion without EOS by then counts as clipped.
+    max_new_tokens: int = 64
     # Optimizer steps per rollout batch (>1 reuses samples with the clipped ratio).
     num_iterations: int = 1
     # Peak learning rate of AdamW.
@@ -187,6 +205,10 @@ def _coerce(tp: Any, value: Any, path: str) -> Any:
         if value not in args:
             raise ConfigError(f"{path}: {value!r} is not allowed; allowed values: {list(args)}")
         return value
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a mapping, got {value!r}")
+        return {str(k): _coerce(args[1], v, _join(path, str(k))) for k, v in value.items()}
     if origin is list:
         if not isinstance(value, list | tuple):
             raise ConfigError(f"{path}: expected a list, got {value!r}")
@@ -220,6 +242,8 @@ def to_dict(cfg: Any) -> Any:
     """Plain (YAML/JSON-able) form of a config dataclass, tuples as lists."""
     if dataclasses.is_dataclass(cfg):
         return {f.name: to_dict(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+    if isinstance(cfg, dict):
+        return {k: to_dict(v) for k, v in cfg.items()}
     if isinstance(cfg, list | tuple):
         return [to_dict(v) for v in cfg]
     return cfg
@@ -227,14 +251,48 @@ def to_dict(cfg: Any) -> Any:
 
 @dataclass
 class DataConfig:
-    # Dataset name: math (MATH train, the paper's training set) or gsm8k.
-    name: Literal["math", "gsm8k"] = "math"
-    # Hub id or local file/folder; None reads $INTUITOR_DATA_DIR/<name>/ (CI: ../shared/data).
+    # Training prompts: arith (embedded, generated), math (MATH train, the paper's set) or gsm8k.
+    name: Literal["arith", "math", "gsm8k"] = "arith"
+    # Hub id or local file/folder; null reads $INTUITOR_DATA_DIR/<name>/ (CI: ../shared/data).
     path: str | None = None
     # Split to read.
     split: str = "train"
-    # Keep only the first N records after loading (None = all).
+    # Keep only the first N records after loading (null = all).
     limit: int | None = None
+    # arith only: seed of the generator (train and test come from disjoint streams of it).
+    seed: int = 0
+    # arith only: number of training problems.
+    train_size: int = 2000
+    # arith only: number of held-out test problems (the `arith` benchmark reads these).
+    test_size: int = 120
+    # arith only: difficulty levels drawn round-robin (1 bare sums .. 6 multiply-then-add word problems).
+    levels: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5, 6])
+
+
+@dataclass
+class BenchmarkConfig:
+    # Registry name: arith (the data's held-out split), gsm8k, math500.
+    name: str = "arith"
+    # Hub id or local file; null = $INTUITOR_DATA_DIR (arith: generated from the `data` section).
+    path: str | None = None
+    # Split to evaluate.
+    split: str = "test"
+    # Evaluate a seeded random subset of this many items (null = all).
+    limit: int | None = None
+    # Seed of the subset draw.
+    seed: int = 0
+    # Completion budget per item (greedy decoding).
+    max_new_tokens: int = 256
+    # Sequences per generation batch.
+    batch_size: int = 32
+
+
+@dataclass
+class ExperimentConfig:
+    # Experiment name: tags MLflow runs and names the report.
+    name: str = "demo"
+    # One line saying what the experiment is for.
+    description: str = ""
 
 
 @dataclass
@@ -245,6 +303,56 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     method: MethodConfig = field(default_factory=MethodConfig)
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
-    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+    @property
+    def sampling(self) -> SamplingConfig:
+        a = self.algorithm
+        return SamplingConfig(a.temperature, a.top_p, a.max_new_tokens, self.rollout.batch_size)
+
+
+def apply_override(tree: dict[str, Any], key: str, value: Any) -> None:
+    """Set tree[a][b][c] = value for key "a.b.c", creating sections; errors name the key."""
+    node = tree
+    parts = key.split(".")
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {key!r}: {p!r} is not a section")
+    node[parts[-1]] = value
+
+
+@dataclass
+class PipelineConfig:
+    """params.yaml: one experiment = several methods trained alike and evaluated on several benchmarks."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    methods: dict[str, MethodConfig] = field(default_factory=lambda: {"intuitor": MethodConfig()})
+    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    benchmarks: dict[str, BenchmarkConfig] = field(default_factory=lambda: {"arith": BenchmarkConfig()})
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
+
+    def train_config(self, method: str, output_dir: str | None = None) -> TrainConfig:
+        """The TrainConfig of one method: shared sections plus the method's own overrides."""
+        if method not in self.methods:
+            raise ConfigError(f"methods.{method}: no such method; configured: {sorted(self.methods)}")
+        m = self.methods[method]
+        tree = to_dict(
+            TrainConfig(self.model, self.data, m, self.algorithm, self.rollout, self.trainer, self.tracking)
+        )
+        tree["method"]["overrides"] = {}
+        if output_dir is not None:
+            tree["trainer"]["output_dir"] = output_dir
+        for key, value in m.overrides.items():
+            if key.split(".")[0] not in ("model", "data", "algorithm", "rollout", "trainer"):
+                raise ConfigError(
+                    f"methods.{method}.overrides.{key}: only model/data/algorithm/rollout/trainer keys"
+                )
+            apply_override(tree, key, value)
+        return build(TrainConfig, tree, f"methods.{method}.overrides")

@@ -31,6 +31,8 @@ def load_gsm8k(
                 id=f"gsm8k/{split}/{i}",
                 messages=chat_messages(require(rec, "question", source), system_prompt),
                 gold=gold,
+                # GSM8K answers are plain numbers: the last number is the recorded fallback
+                answer_fallback="last_number",
             )
         )
     return prompts

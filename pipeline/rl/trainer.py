@@ -172,7 +172,9 @@ class Trainer:
         completion_tokens = float(batch.completion_mask.sum())
         metrics: dict[str, float] = {"step": step}
         metrics.update(
-            rollout_metrics(batch, total, parts, correct, answered, cfg.sampling.max_new_tokens, self.eos_ids)
+            rollout_metrics(
+                batch, total, parts, correct, answered, cfg.algorithm.max_new_tokens, self.eos_ids
+            )
         )
         metrics.update(update)
         metrics.update(
@@ -238,13 +240,15 @@ class Trainer:
         return out
 
     def _temperature(self, scaled: bool) -> float:
-        t = self.cfg.sampling.temperature
+        t = self.cfg.algorithm.temperature
         return t if scaled and t > 0 else 1.0
 
     def _update(self, batch: ScoredBatch, advantages: torch.Tensor) -> dict[str, float]:
         """num_iterations optimizer steps over the batch, with gradient accumulation over micro-batches."""
         alg = self.cfg.algorithm
-        weights = token_weights(batch.completion_mask, alg.loss_aggregation, self.cfg.sampling.max_new_tokens)
+        weights = token_weights(
+            batch.completion_mask, alg.loss_aggregation, self.cfg.algorithm.max_new_tokens
+        )
         old = batch.policy.logprobs
         ref = batch.reference.logprobs if batch.reference is not None else None
         loss = policy_loss = kl = 0.0

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from tqdm.auto import tqdm
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import LogitsProcessor, LogitsProcessorList, PreTrainedModel, PreTrainedTokenizerBase
 
 from pipeline.config import SamplingConfig
 from pipeline.models import chat_prompt_ids
@@ -24,6 +26,27 @@ def left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Te
     return ids, mask
 
 
+class CertaintyRecorder(LogitsProcessor):
+    """Records KL(U || p) of every generation step from the logits `generate` sees, returns them unchanged.
+
+    User processors run before the sampling warpers (temperature, top-p), so these are the raw logits:
+    self-certainty comes for free during generation, without a second forward pass (evaluation).
+    """
+
+    def __init__(self) -> None:
+        self.steps: list[torch.Tensor] = []  # each [batch] float64
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        z = scores.double()
+        z = z - z.mean(dim=-1, keepdim=True)  # float64 + centring: see scoring._chunk_certainty
+        self.steps.append((torch.logsumexp(z, dim=-1) - math.log(z.shape[-1])).cpu())
+        return scores
+
+    def per_token(self) -> torch.Tensor:
+        """[batch, steps] self-certainty of each generated position."""
+        return torch.stack(self.steps, dim=1) if self.steps else torch.zeros(0, 0, dtype=torch.float64)
+
+
 class HFRolloutEngine:
     """Samples with `model.generate` on the policy itself, so weights never need syncing."""
 
@@ -33,10 +56,13 @@ class HFRolloutEngine:
         tokenizer: PreTrainedTokenizerBase,
         *,
         show_progress: bool = True,
+        record_certainty: bool = False,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.show_progress = show_progress
+        # Fill RolloutGroup.self_certainty from the generation logits (used by evaluation).
+        self.record_certainty = record_certainty
         eos = model.generation_config.eos_token_id
         eos_ids = list(eos) if isinstance(eos, list | tuple) else [eos] if eos is not None else []
         if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in eos_ids:
@@ -58,14 +84,15 @@ class HFRolloutEngine:
         # One request per completion, prompt-major, so a group's completions stay contiguous.
         requests = [i for i in range(len(prompts)) for _ in range(n)]
         outputs: list[list[int]] = []
+        certainty: list[float] = []
         bs = max(1, sampling.batch_size)
         batches = range(0, len(requests), bs)
         bar = tqdm(batches, desc="rollout", unit="batch", disable=not self.show_progress or len(batches) < 2)
         for bi, start in enumerate(bar):
             chunk = requests[start : start + bs]
-            outputs.extend(
-                self._generate_batch([prompt_ids[i] for i in chunk], sampling, seed * 1_000_003 + bi)
-            )
+            rows, sc = self._generate_batch([prompt_ids[i] for i in chunk], sampling, seed * 1_000_003 + bi)
+            outputs.extend(rows)
+            certainty.extend(sc)
         groups = []
         for i, prompt in enumerate(prompts):
             rows = outputs[i * n : (i + 1) * n]
@@ -80,10 +107,14 @@ class HFRolloutEngine:
             texts = [
                 self.tokenizer.decode(ids[j][mask[j].bool()], skip_special_tokens=True) for j in range(n)
             ]
-            groups.append(RolloutGroup(prompt, torch.tensor(prompt_ids[i]), ids, mask, texts))
+            sc = torch.tensor(certainty[i * n : (i + 1) * n]) if self.record_certainty else None
+            groups.append(RolloutGroup(prompt, torch.tensor(prompt_ids[i]), ids, mask, texts, sc))
         return groups
 
-    def _generate_batch(self, rows: list[list[int]], sampling: SamplingConfig, seed: int) -> list[list[int]]:
+    def _generate_batch(
+        self, rows: list[list[int]], sampling: SamplingConfig, seed: int
+    ) -> tuple[list[list[int]], list[float]]:
+        """Completions (cut after the first EOS) and, if recording, their mean self-certainty."""
         ids, attn = left_pad(rows, self.pad_id)
         device = next(self.model.parameters()).device
         greedy = sampling.temperature <= 0
@@ -92,20 +123,25 @@ class HFRolloutEngine:
             "max_new_tokens": sampling.max_new_tokens,
             "eos_token_id": self.eos_ids,
             "pad_token_id": self.pad_id,
-            # HF may default top_k to 50 from a model's generation_config; the paper samples without it.
-            "top_k": 0,
         }
         if not greedy:
-            kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p)
+            # top_k=0: HF may take top_k=50 from a model's generation_config; the paper samples without it.
+            kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=0)
+        recorder = CertaintyRecorder()
+        if self.record_certainty:
+            kwargs["logits_processor"] = LogitsProcessorList([recorder])
         # A private RNG stream per batch: rollouts depend on (seed, batch) only, which makes a
         # resumed run sample exactly what an uninterrupted one would.
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(seed)
             out = self.model.generate(input_ids=ids.to(device), attention_mask=attn.to(device), **kwargs)
         completions = out[:, ids.shape[1] :].cpu()
-        result = []
-        for row in completions.tolist():
+        per_token = recorder.per_token()  # [batch, steps]
+        result, certainty = [], []
+        for i, row in enumerate(completions.tolist()):
             # Cut after the first EOS: what generate pads with afterwards is not part of the sample.
             cut = next((k + 1 for k, t in enumerate(row) if t in self.eos_ids), len(row))
             result.append(row[:cut])
-        return result
+            if self.record_certainty:
+                certainty.append(float(per_token[i, :cut].mean()) if cut else 0.0)
+        return result, certainty

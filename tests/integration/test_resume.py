@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from pipeline.config import AlgorithmConfig, SamplingConfig, TrackingConfig, TrainConfig, TrainerConfig
+from pipeline.config import AlgorithmConfig, TrackingConfig, TrainConfig, TrainerConfig
 from pipeline.models import tiny_random_model
 from pipeline.rl.checkpoint import latest_checkpoint, list_checkpoints
 from pipeline.rl.trainer import Trainer
@@ -17,8 +17,9 @@ pytestmark = pytest.mark.integration
 
 def _cfg(out, steps: int = 4) -> TrainConfig:
     return TrainConfig(
-        algorithm=AlgorithmConfig(steps=steps, group_size=4, prompts_per_step=2, lr=1e-3, micro_batch_size=3),
-        sampling=SamplingConfig(max_new_tokens=10),
+        algorithm=AlgorithmConfig(
+            steps=steps, group_size=4, prompts_per_step=2, lr=1e-3, micro_batch_size=3, max_new_tokens=10
+        ),
         trainer=TrainerConfig(output_dir=str(out), checkpoint_every=1, keep_last=2),
         tracking=TrackingConfig(backend="null"),
     )

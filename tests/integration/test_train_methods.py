@@ -12,7 +12,6 @@ from pipeline.config import (
     AlgorithmConfig,
     MethodConfig,
     RewardSpec,
-    SamplingConfig,
     TrackingConfig,
     TrainConfig,
     TrainerConfig,
@@ -55,9 +54,15 @@ def _cfg(tmp_path, method: str, beta: float = 0.005, **alg) -> TrainConfig:
     return TrainConfig(
         method=MethodConfig(name=method, rewards=METHODS[method]),
         algorithm=AlgorithmConfig(
-            steps=3, group_size=4, prompts_per_step=2, lr=1e-3, beta=beta, micro_batch_size=3, **alg
+            steps=3,
+            group_size=4,
+            prompts_per_step=2,
+            lr=1e-3,
+            beta=beta,
+            micro_batch_size=3,
+            max_new_tokens=12,
+            **alg,
         ),
-        sampling=SamplingConfig(max_new_tokens=12),
         trainer=TrainerConfig(output_dir=str(tmp_path / method), log_completions=4),
         tracking=TrackingConfig(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", experiment="test"),
     )

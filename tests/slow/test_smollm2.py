@@ -92,8 +92,7 @@ def test_one_intuitor_step_on_real_model(smol, tmp_path) -> None:
     cfg, model, tok = smol
     train_cfg = TrainConfig(
         model=cfg,
-        algorithm=AlgorithmConfig(steps=1, group_size=2, prompts_per_step=1),
-        sampling=SamplingConfig(max_new_tokens=16),
+        algorithm=AlgorithmConfig(steps=1, group_size=2, prompts_per_step=1, max_new_tokens=16),
         trainer=TrainerConfig(output_dir=str(tmp_path / "run")),
         tracking=TrackingConfig(backend="null"),
     )

@@ -84,3 +84,21 @@ def test_scoring_reproduces_generate_logprobs(tiny_model, tokenizer, toy_prompts
         p = len(g.prompt_ids)
         ref = logits[p - 1 : p - 1 + n].log_softmax(-1).gather(-1, seq[0, p:, None]).squeeze(-1)
         torch.testing.assert_close(scores.logprobs[i, :n].double(), ref, rtol=1e-4, atol=1e-5)
+
+
+def test_recorded_certainty_equals_scoring_pass(tiny_model, tokenizer, toy_prompts) -> None:
+    """Self-certainty recorded during generation = the scoring pass's masked mean (raw logits)."""
+    from pipeline.rl.scoring import masked_sequence_mean
+
+    engine = HFRolloutEngine(tiny_model, tokenizer, show_progress=False, record_certainty=True)
+    for temperature in (0.0, 0.7):  # greedy, and sampling (warpers must not leak into the record)
+        groups = engine.generate(
+            toy_prompts[:3], 2, SamplingConfig(temperature=temperature, max_new_tokens=9), 1
+        )
+        batch = collate_groups(groups, tokenizer.pad_token_id)
+        s = score_completions(
+            tiny_model, batch.input_ids, batch.attention_mask, batch.prompt_length, batch.completion_mask
+        )
+        expected = masked_sequence_mean(s.self_certainty, batch.completion_mask)
+        recorded = torch.cat([g.self_certainty for g in groups]).float()
+        torch.testing.assert_close(recorded, expected, rtol=1e-4, atol=1e-7)
