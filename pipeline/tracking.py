@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 import subprocess
 import time
@@ -298,6 +299,35 @@ class MLflowTracker(Tracker):
 
 def _cell(value: Any) -> Any:
     return value if value is None or isinstance(value, str | int | float | bool) else str(value)
+
+
+def invocation_name() -> str:
+    """Name of this pipeline invocation: the DVC experiment, else the git commit (one parent run each)."""
+    return os.environ.get("DVC_EXP_NAME") or f"repro-{(git_sha() or 'nogit')[:10]}"
+
+
+def parent_run_id(cfg: TrackingConfig, invocation: str, tags: Mapping[str, str] | None = None) -> str | None:
+    """The parent run of `invocation`, created (and closed: children attach later) if it is new.
+
+    Stages run as separate processes, so the parent is found by tag, not passed around. Returns None
+    for the null backend or when the store cannot be reached (stages then log unparented runs).
+    """
+    if cfg.backend != "mlflow":
+        return None
+    tracker = MLflowTracker(cfg)
+    with _best_effort("finding the parent run"):
+        exp_id = tracker._experiment_id()
+        query = f"tags.`pipeline.invocation` = '{invocation}' and tags.`pipeline.role` = 'parent'"
+        found = tracker._client.search_runs([exp_id], filter_string=query, max_results=1)
+        if found:
+            return found[0].info.run_id
+        all_tags = {**(tags or {}), "pipeline.invocation": invocation, "pipeline.role": "parent"}
+        if sha := git_sha():
+            all_tags["git_sha"] = sha
+        run = tracker._client.create_run(exp_id, run_name=invocation, tags=all_tags)
+        tracker._client.set_terminated(run.info.run_id, "FINISHED")
+        return run.info.run_id
+    return None
 
 
 def make_tracker(cfg: TrackingConfig) -> Tracker:

@@ -10,10 +10,15 @@ from pipeline.models import load_model_and_tokenizer
 from pipeline.rewards.registry import REWARDS
 from pipeline.rl.trainer import Trainer, TrainResult
 from pipeline.tracking import make_tracker
+from pipeline.types import Prompt
 
 
 def run_training(
-    cfg: TrainConfig, show_progress: bool = True, parent_run_id: str | None = None
+    cfg: TrainConfig,
+    show_progress: bool = True,
+    parent_run_id: str | None = None,
+    prompts: list[Prompt] | None = None,
+    tags: dict[str, str] | None = None,
 ) -> TrainResult:
     """Train cfg.method on cfg.data with cfg.model; metrics go to cfg.tracking (MLflow by default)."""
     if cfg.trainer.threads > 0:
@@ -23,16 +28,18 @@ def run_training(
             allowed = sorted(REWARDS)
             raise ConfigError(f"method.rewards[{i}].name: unknown reward {spec.name!r}; allowed: {allowed}")
     # Data first: a bad path fails in seconds, before a model loads.
-    prompts = load_prompts(cfg.data, cfg.model.system_prompt)
+    if prompts is None:
+        prompts = load_prompts(cfg.data, cfg.model.system_prompt)
     policy, tokenizer = load_model_and_tokenizer(cfg.model, cfg.trainer.device)
     tracker = make_tracker(cfg.tracking)
-    tags = {
+    run_tags = {
         "method": cfg.method.name,
         "stage": "train",
         "model": cfg.model.name_or_path,
         "data": cfg.data.name,
     }
-    with tracker.run(f"train-{cfg.method.name}", tags=tags, parent_run_id=parent_run_id):
+    run_tags.update(tags or {})
+    with tracker.run(f"train-{cfg.method.name}", tags=run_tags, parent_run_id=parent_run_id):
         tracker.log_params(to_dict(cfg))
         tracker.log_dict(to_dict(cfg), "config.yaml")
         trainer = Trainer(cfg, policy, tokenizer, prompts, tracker=tracker, show_progress=show_progress)

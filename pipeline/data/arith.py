@@ -45,7 +45,7 @@ Generator = Callable[[random.Random], tuple[str, int]]
 
 def _sum(r: random.Random) -> tuple[str, int]:
     a, b = r.randint(2, 30), r.randint(2, 30)
-    return f"What is {a} + {b}?", a + b
+    return r.choice([f"What is {a} + {b}?", f"Add {a} and {b}.", f"Compute {a} plus {b}."]), a + b
 
 
 def _add(r: random.Random) -> tuple[str, int]:
@@ -55,8 +55,8 @@ def _add(r: random.Random) -> tuple[str, int]:
 
 
 def _product(r: random.Random) -> tuple[str, int]:
-    a, b = r.randint(2, 12), r.randint(2, 12)
-    return f"What is {a} times {b}?", a * b
+    a, b = r.randint(2, 15), r.randint(2, 15)
+    return r.choice([f"What is {a} times {b}?", f"Multiply {a} by {b}.", f"Compute {a} x {b}."]), a * b
 
 
 def _add_sub(r: random.Random) -> tuple[str, int]:

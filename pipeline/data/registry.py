@@ -6,12 +6,18 @@ import random
 
 from pipeline.config import BenchmarkConfig, DataConfig
 from pipeline.data.arith import arith_prompts
+from pipeline.data.code_contests import load_code_contests
 from pipeline.data.gsm8k import load_gsm8k
 from pipeline.data.math import load_math
 from pipeline.data.math500 import load_math500
 from pipeline.types import Prompt
 
-FILE_LOADERS = {"math": load_math, "gsm8k": load_gsm8k, "math500": load_math500}
+FILE_LOADERS = {
+    "math": load_math,
+    "gsm8k": load_gsm8k,
+    "math500": load_math500,
+    "code_contests": load_code_contests,
+}
 
 
 def load_prompts(cfg: DataConfig, system_prompt: str | None) -> list[Prompt]:

@@ -7,6 +7,7 @@ file is on disk, so a folder with that name is always complete; a crash mid-writ
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
@@ -21,6 +22,7 @@ from transformers import PreTrainedModel
 
 STEP_RE = re.compile(r"^step_(\d{6,})$")
 STATE_FILE = "trainer_state.pt"
+META_FILE = "meta.json"
 
 
 def _fsync_tree(folder: Path) -> None:
@@ -59,6 +61,8 @@ def save_checkpoint(
         **extra,
     }
     torch.save(state, tmp / STATE_FILE)
+    # The small JSON-able part again, readable without loading the optimizer state.
+    (tmp / META_FILE).write_text(json.dumps({"step": step, **extra}), encoding="utf-8")
     _fsync_tree(tmp)
     if final.exists():
         shutil.rmtree(final)
@@ -111,3 +115,9 @@ def load_checkpoint(
     if rng.get("cuda") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(rng["cuda"])
     return state
+
+
+def read_fingerprint(path: Path) -> str | None:
+    """The run fingerprint a checkpoint was written with (None for checkpoints without one)."""
+    meta = path / META_FILE
+    return json.loads(meta.read_text(encoding="utf-8")).get("fingerprint") if meta.is_file() else None

@@ -7,7 +7,9 @@ this loop branches on the method's name.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
+import logging
 import math
 import os
 import shutil
@@ -20,13 +22,13 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_cosine_schedule_with_warmup
 
-from pipeline.config import TrainConfig
+from pipeline.config import TrainConfig, to_dict
 from pipeline.data.sampler import PromptSampler
 from pipeline.rewards.gold import answer_rate, gold_correctness
 from pipeline.rewards.registry import combine, needs_reference
 from pipeline.rl.advantages import group_advantages
 from pipeline.rl.batch import collate_groups
-from pipeline.rl.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from pipeline.rl.checkpoint import latest_checkpoint, load_checkpoint, read_fingerprint, save_checkpoint
 from pipeline.rl.loss import grpo_loss, token_weights
 from pipeline.rl.metrics import rollout_metrics
 from pipeline.rl.scoring import masked_sequence_mean, score_completions
@@ -36,6 +38,26 @@ from pipeline.tracking import NullTracker, Tracker
 from pipeline.types import Prompt, ScoredBatch, TokenScores
 
 METRICS_FILE = "metrics.jsonl"
+logger = logging.getLogger(__name__)
+# Trainer fields that do not change what is computed (a checkpoint stays valid across them).
+_NEUTRAL_TRAINER_KEYS = (
+    "resume",
+    "keep_last",
+    "checkpoint_every",
+    "log_completions",
+    "threads",
+    "output_dir",
+)
+
+
+def run_fingerprint(cfg: TrainConfig, prompts: list[Prompt]) -> str:
+    """Hash of everything that determines the training trajectory: config (less bookkeeping) and data."""
+    tree = to_dict(cfg)
+    tree.pop("tracking")
+    for key in _NEUTRAL_TRAINER_KEYS:
+        tree["trainer"].pop(key)
+    tree["prompts"] = [[p.id, p.messages, p.gold] for p in prompts]
+    return hashlib.sha256(json.dumps(tree, sort_keys=True).encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -86,6 +108,7 @@ class Trainer:
             self.optimizer, math.ceil(alg.warmup_ratio * total), total
         )
         self.out = Path(cfg.trainer.output_dir)
+        self.fingerprint = run_fingerprint(cfg, prompts)
         self.eos_ids = getattr(self.engine, "eos_ids", [tokenizer.eos_token_id])
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_ids[0]
 
@@ -96,6 +119,11 @@ class Trainer:
         cfg = self.cfg
         start = 0
         ckpt = latest_checkpoint(self.out / "checkpoints") if cfg.trainer.resume else None
+        if ckpt is not None and read_fingerprint(ckpt) != self.fingerprint:
+            # A checkpoint of another config (or other data) must never be continued.
+            logger.warning("%s was written with a different config or data: starting from step 0", ckpt)
+            shutil.rmtree(self.out / "checkpoints")
+            ckpt = None
         if ckpt is not None:
             start = int(load_checkpoint(ckpt, self.policy, self.optimizer, self.scheduler)["step"])
         history = self._restore_history(start)
@@ -117,7 +145,7 @@ class Trainer:
                     self.policy,
                     self.optimizer,
                     self.scheduler,
-                    {"data_position": done * cfg.algorithm.prompts_per_step},
+                    {"data_position": done * cfg.algorithm.prompts_per_step, "fingerprint": self.fingerprint},
                     keep_last=cfg.trainer.keep_last,
                 )
         final = self._save_final() if end == cfg.algorithm.steps else None

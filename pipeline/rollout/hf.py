@@ -81,6 +81,9 @@ class HFRolloutEngine:
         self, prompts: list[Prompt], n: int, sampling: SamplingConfig, seed: int
     ) -> list[RolloutGroup]:
         prompt_ids = [chat_prompt_ids(self.tokenizer, p.messages) for p in prompts]
+        if sampling.max_prompt_tokens is not None:
+            # Left truncation keeps the end of the prompt: the question and the opened assistant turn.
+            prompt_ids = [ids[-sampling.max_prompt_tokens :] for ids in prompt_ids]
         # One request per completion, prompt-major, so a group's completions stay contiguous.
         requests = [i for i in range(len(prompts)) for _ in range(n)]
         outputs: list[list[int]] = []

@@ -51,9 +51,10 @@ def test_interrupted_run_resumes_bit_identically(tmp_path, tokenizer, toy_prompt
 
 def test_half_written_checkpoint_is_ignored_and_old_ones_pruned(tmp_path, tokenizer, toy_prompts) -> None:
     out = tmp_path / "run"
-    Trainer(
-        _cfg(out, steps=3), tiny_random_model(seed=3), tokenizer, toy_prompts, show_progress=False
-    ).train()
+    first = Trainer(
+        _cfg(out, steps=4), tiny_random_model(seed=3), tokenizer, toy_prompts, show_progress=False
+    )
+    first.train(stop_after=3)
     ckpts = list_checkpoints(out / "checkpoints")
     assert [p.name for p in ckpts] == ["step_000002", "step_000003"]  # keep_last = 2
     # A crash mid-write leaves a temporary folder; a folder without the state file is incomplete too.
@@ -67,3 +68,24 @@ def test_half_written_checkpoint_is_ignored_and_old_ones_pruned(tmp_path, tokeni
     )
     assert resumed.train().resumed_from == 3
     assert not (out / "checkpoints" / ".step_000004.tmp123").exists()
+
+
+def test_checkpoint_of_another_config_is_not_resumed(tmp_path, tokenizer, toy_prompts) -> None:
+    out = tmp_path / "run"
+    Trainer(
+        _cfg(out, steps=3), tiny_random_model(seed=3), tokenizer, toy_prompts, show_progress=False
+    ).train()
+    changed = _cfg(out, steps=3)
+    changed.algorithm.lr = 5e-4  # a different trajectory: the old checkpoints must not be continued
+    result = Trainer(changed, tiny_random_model(seed=3), tokenizer, toy_prompts, show_progress=False).train()
+    assert result.resumed_from == 0 and len(result.history) == 3
+    # bookkeeping-only changes keep the checkpoint valid
+    again = _cfg(out, steps=3)
+    again.algorithm.lr = 5e-4
+    again.trainer.keep_last = 5
+    assert (
+        Trainer(again, tiny_random_model(seed=3), tokenizer, toy_prompts, show_progress=False)
+        .train()
+        .resumed_from
+        == 3
+    )

@@ -1,0 +1,26 @@
+"""Read params.yaml (the Hydra composition of conf/) into a validated PipelineConfig."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from pipeline.config import ConfigError, PipelineConfig, build
+
+PARAMS_FILE = Path("params.yaml")
+
+
+def load_params(path: str | Path = PARAMS_FILE) -> PipelineConfig:
+    """Validate every key before any model loads; errors name the file and the key path."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no params file (compose it: python -m pipeline.compose)")
+    try:
+        tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: invalid YAML ({e})") from e
+    try:
+        return build(PipelineConfig, tree)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from e
