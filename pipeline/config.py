@@ -341,6 +341,8 @@ class PipelineConfig:
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     benchmarks: dict[str, BenchmarkConfig] = field(default_factory=lambda: {"arith": BenchmarkConfig()})
+    # Models the evaluate stages grade: name -> folder ("base" and one entry per method).
+    evaluate_models: dict[str, str] = field(default_factory=lambda: {"base": "models/base"})
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     experiment: ExperimentConfig = field(default_factory=ExperimentConfig)
 

@@ -39,9 +39,10 @@ def run_training(
         "data": cfg.data.name,
     }
     run_tags.update(tags or {})
-    with tracker.run(f"train-{cfg.method.name}", tags=run_tags, parent_run_id=parent_run_id):
+    with tracker.run(f"train-{cfg.method.name}", tags=run_tags, parent_run_id=parent_run_id) as run_id:
         tracker.log_params(to_dict(cfg))
         tracker.log_dict(to_dict(cfg), "config.yaml")
         trainer = Trainer(cfg, policy, tokenizer, prompts, tracker=tracker, show_progress=show_progress)
         result = trainer.train()
+    result.run_id = run_id
     return result

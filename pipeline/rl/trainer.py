@@ -68,6 +68,8 @@ class TrainResult:
     final_model: Path | None = None
     # Step the run resumed from (0 for a fresh run).
     resumed_from: int = 0
+    # Tracking run that logged it (None without a tracker).
+    run_id: str | None = None
 
 
 class Trainer:
