@@ -3,24 +3,9 @@
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-from pipeline.config import PipelineConfig
-from pipeline.report import write_report
+from pipeline.workflow import make_report
 from stages.common import run_stage
 
-
-def report(cfg: PipelineConfig) -> None:
-    text = write_report(
-        Path("results/eval"),
-        Path("results/train"),
-        Path("results/report.md"),
-        cfg.experiment.name,
-        list(cfg.methods),
-        list(cfg.benchmarks),
-    )
-    print(text)
-
-
 if __name__ == "__main__":
-    sys.exit(run_stage(report))
+    sys.exit(run_stage(lambda cfg: print(make_report(cfg))))

@@ -1,0 +1,154 @@
+"""The pipeline's steps, relative to the working directory; DVC stages and the Hydra sweep app call these.
+
+Layout (all relative to the cwd): models/base, data/train.jsonl, data/eval/<benchmark>.jsonl,
+runs/<method>/ (checkpoints, outside DVC), models/<method>, results/train/<method>/{metrics.json,
+steps.csv}, results/eval/<model>/<benchmark>/{samples.jsonl, metrics.json}, results/report.md.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline.config import ConfigError, ModelConfig, PipelineConfig, apply_override, build, to_dict
+from pipeline.data.records import read_prompts, write_prompts
+from pipeline.data.registry import load_benchmark, load_prompts
+from pipeline.eval.runner import evaluate_prompts, save_evaluation
+from pipeline.models import load_model_and_tokenizer, resolve_model_path, save_atomically
+from pipeline.report import write_report
+from pipeline.tracking import invocation_name, make_tracker, parent_run_id
+from pipeline.training import run_training
+
+# Per-step columns written for `dvc plots` and the report.
+PLOT_KEYS = ["step", "reward/mean", "self_certainty/mean", "completion/length_mean", "gold/accuracy", "kl"]
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Atomic JSON write (temporary name, then rename): DVC never caches a half file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def parent_run(cfg: PipelineConfig, invocation: str | None = None) -> str | None:
+    """This invocation's MLflow parent run (found by tag, created on first use)."""
+    return parent_run_id(cfg.tracking, invocation or invocation_name(), {"experiment": cfg.experiment.name})
+
+
+def prepare_model(cfg: PipelineConfig) -> Path:
+    """Resolve the base model (dequantize / build / copy) into model.cache_dir."""
+    out = Path(cfg.model.cache_dir)
+    if out.exists():  # a model from another config must never be reused
+        shutil.rmtree(out)
+    path = resolve_model_path(cfg.model)  # embedded and builtin models are written to cache_dir here
+    if Path(path).resolve() != out.resolve():
+        model, tokenizer = load_model_and_tokenizer(cfg.model)
+        save_atomically(out, model, tokenizer)
+    return out
+
+
+def prepare_data(cfg: PipelineConfig) -> dict[str, int]:
+    """data/train.jsonl and data/eval/<benchmark>.jsonl; returns the record counts."""
+    counts = {}
+    prompts = load_prompts(cfg.data, cfg.model.system_prompt)
+    write_prompts(prompts, Path("data/train.jsonl"))
+    counts["train"] = len(prompts)
+    for name, bench in cfg.benchmarks.items():
+        items = load_benchmark(bench, cfg.data, cfg.model.system_prompt)
+        write_prompts(items, Path(f"data/eval/{name}.jsonl"))
+        counts[name] = len(items)
+    return counts
+
+
+def train_method(
+    cfg: PipelineConfig, method: str, overrides: list[str] | None = None, invocation: str | None = None
+):
+    """Train one method from models/base on data/train.jsonl; final policy to models/<method>."""
+    tcfg = cfg.train_config(method, output_dir=f"runs/{method}")
+    if overrides:
+        tree = to_dict(tcfg)
+        for item in overrides:
+            key, _, raw = item.partition("=")
+            apply_override(tree, key, yaml.safe_load(raw))
+        tcfg = build(type(tcfg), tree)
+    tcfg.model.name_or_path = cfg.model.cache_dir  # the prepared base model
+    prompts = read_prompts(Path("data/train.jsonl"))
+    t0 = time.perf_counter()
+    tags = {"experiment": cfg.experiment.name}
+    result = run_training(tcfg, parent_run_id=parent_run(cfg, invocation), prompts=prompts, tags=tags)
+    final = Path("models") / method
+    if final.exists():
+        shutil.rmtree(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(result.final_model, final)
+    out = Path("results/train") / method
+    summary = {
+        "method": method,
+        "steps": len(result.history),
+        "wall_s": time.perf_counter() - t0,
+        "mlflow_run_id": result.run_id,
+        "last_step": result.history[-1] if result.history else {},
+    }
+    write_json(out / "metrics.json", summary)
+    tmp = out / f".steps.csv.tmp{os.getpid()}"
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow([k.replace("/", "_") for k in PLOT_KEYS])
+        for m in result.history:
+            writer.writerow([m.get(k, "") for k in PLOT_KEYS])
+    os.replace(tmp, out / "steps.csv")
+    return summary
+
+
+def evaluate_model(cfg: PipelineConfig, model: str, benchmark: str, invocation: str | None = None) -> dict:
+    """Greedy evaluation of evaluate_models[model] on data/eval/<benchmark>.jsonl."""
+    if benchmark not in cfg.benchmarks:
+        raise ConfigError(
+            f"benchmarks.{benchmark}: not in this experiment; configured: {sorted(cfg.benchmarks)}"
+        )
+    if model not in cfg.evaluate_models:
+        raise ConfigError(
+            f"evaluate_models.{model}: no such model; configured: {sorted(cfg.evaluate_models)}"
+        )
+    bench = cfg.benchmarks[benchmark]
+    prompts = read_prompts(Path(f"data/eval/{benchmark}.jsonl"))
+    mcfg = ModelConfig(**{**to_dict(cfg.model), "name_or_path": cfg.evaluate_models[model]})
+    policy, tokenizer = load_model_and_tokenizer(mcfg, cfg.trainer.device)
+    records, metrics = evaluate_prompts(policy, tokenizer, prompts, bench)
+    metrics["model"] = model
+    tracker = make_tracker(cfg.tracking)
+    tags = {
+        "stage": "evaluate",
+        "model": model,
+        "method": model,
+        "benchmark": benchmark,
+        "experiment": cfg.experiment.name,
+    }
+    parent = parent_run(cfg, invocation)
+    with tracker.run(f"eval-{model}-{benchmark}", tags=tags, parent_run_id=parent) as run_id:
+        metrics["mlflow_run_id"] = run_id
+        tracker.log_params(to_dict(bench))
+        tracker.log_dict(to_dict(bench), "config.yaml")
+        tracker.log_metrics({k: v for k, v in metrics.items() if isinstance(v, int | float)}, step=0)
+        tracker.log_table(records[:20], "completions.json")
+    save_evaluation(Path("results/eval") / model / benchmark, records, metrics)
+    return metrics
+
+
+def make_report(cfg: PipelineConfig) -> str:
+    return write_report(
+        Path("results/eval"),
+        Path("results/train"),
+        Path("results/report.md"),
+        cfg.experiment.name,
+        list(cfg.methods),
+        list(cfg.benchmarks),
+    )
