@@ -4,8 +4,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # Tests and CI read the offline dataset copies beside the repo (no hub access on these machines).
 export INTUITOR_DATA_DIR ?= $(abspath ../shared/data)
+# dvc runs stage commands through the shell: `python` and `dvc` must be the venv's.
+export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: help setup test test-slow lint demo clean
+.PHONY: help setup test test-slow lint demo params clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -34,8 +36,11 @@ lint: setup  ## ruff lint + format check
 	$(BIN)/ruff check pipeline stages tests bench
 	$(BIN)/ruff format --check pipeline stages tests bench
 
-demo: setup  ## the main job: 5 INTUITOR steps on SmolLM2-135M (2 prompts x 4 completions x 64 tokens), MLflow
-	$(BIN)/python -m stages.train trainer.output_dir=runs/intuitor_demo
+demo: setup  ## the main job: `dvc repro` of the demo experiment (INTUITOR, GRPO, GRPO-PV on SmolLM2-135M)
+	$(BIN)/dvc repro
+
+params: setup  ## recompose params.yaml from conf/ (e.g. make params OVERRIDES="experiment=smoke")
+	$(BIN)/python -m pipeline.compose $(OVERRIDES)
 
 clean:  ## remove outputs (not the venv)
-	rm -rf runs models/base mlflow.db mlruns .pytest_cache
+	rm -rf runs models data results mlflow.db mlruns outputs multirun .pytest_cache

@@ -1,0 +1,133 @@
+"""The real DVC pipeline on the smoke experiment, in a scratch copy of the repo (CI runs this).
+
+`dvc repro` end to end, a second `dvc repro` that does nothing, and `dvc exp run -S method=...`
+recomposing params.yaml through the Hydra integration, all logged to a real MLflow sqlite store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from pipeline.compose import compose_params
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> str:
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    return proc.stdout + proc.stderr
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    """A git + DVC copy of the project's tracked (and new, unignored) files, on the smoke params."""
+    dst = tmp_path_factory.mktemp("pipeline") / "repo"
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    for rel in files:
+        if (ROOT / rel).is_file():
+            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, dst / rel)
+    (dst / "dvc.lock").unlink(missing_ok=True)
+    compose_params(dst / "params.yaml", ["experiment=smoke"], conf_dir=dst / "conf")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env.setdefault("INTUITOR_DATA_DIR", str(ROOT.parent / "shared" / "data"))
+    env.pop("DVC_EXP_NAME", None)
+    for cmd in (
+        ["git", "init", "-q"],
+        ["git", "add", "-A"],
+        ["git", "-c", "user.name=ci", "-c", "user.email=ci@local", "commit", "-qm", "smoke"],
+    ):
+        _run(cmd, dst, env)
+    return dst, env
+
+
+def test_dvc_repro_smoke_end_to_end(repo) -> None:
+    path, env = repo
+    out = _run(["dvc", "repro"], path, env)
+    for stage in (
+        "prepare_model",
+        "prepare_data",
+        "train@intuitor",
+        "train@grpo",
+        "train@grpo_pv",
+        "evaluate@base-arith",
+        "evaluate@grpo_pv-arith",
+        "report",
+    ):
+        assert f"Running stage '{stage}'" in out
+    report = (path / "results/report.md").read_text()
+    assert "| base | 0." in report and "| grpo_pv |" in report
+    assert {p.name for p in (path / "results/plots").glob("*.png")} == {
+        "reward.png",
+        "self_certainty.png",
+        "response_length.png",
+        "gold_accuracy.png",
+    }
+    metrics = json.loads((path / "results/eval/intuitor/arith/metrics.json").read_text())
+    assert metrics["n"] == 6 and 0.0 <= metrics["accuracy"] <= 1.0
+    steps = (path / "results/train/grpo/steps.csv").read_text().splitlines()
+    assert steps[0].startswith("step,reward_mean,self_certainty_mean") and len(steps) == 3
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{path / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("intuitor-pipeline")
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if r.data.tags.get("pipeline.role") == "parent"]
+    assert len(parents) == 1
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
+    assert len(children) == 3 + 4  # train x3, evaluate x4
+    assert {r.data.tags["method"] for r in children} == {"intuitor", "grpo", "grpo_pv", "base"}
+    assert all("git_sha" in r.data.tags for r in children)
+
+    again = _run(["dvc", "repro"], path, env)
+    assert "Running stage" not in again and "up to date" in again
+
+
+def test_dvc_exp_run_recomposes_params(repo) -> None:
+    path, env = repo
+    out = _run(
+        [
+            "dvc",
+            "exp",
+            "run",
+            "-n",
+            "only-grpo",
+            "-S",
+            "experiment=smoke",
+            "-S",
+            "method=grpo",
+            "-S",
+            "algorithm.beta=0",
+        ],
+        path,
+        env,
+    )
+    assert "Running stage 'train@grpo'" in out and "train@intuitor" not in out
+    client = MlflowClient(tracking_uri=f"sqlite:///{path / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("intuitor-pipeline")
+    runs = client.search_runs([exp.experiment_id], filter_string="tags.`pipeline.invocation` = 'only-grpo'")
+    assert len(runs) == 1  # the experiment's parent run, named after the DVC experiment
+    kids = client.search_runs(
+        [exp.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{runs[0].info.run_id}'"
+    )
+    train = [r for r in kids if r.data.tags.get("stage") == "train"]
+    assert [r.data.tags["method"] for r in train] == ["grpo"]
+    assert train[0].data.params["method.rewards"].startswith("[{'name': 'gold'")
+    assert float(train[0].data.params["algorithm.beta"]) == 0.0
+    params = (path / "params.yaml").read_text()  # recomposed by DVC's Hydra integration
+    assert "beta: 0" in params and "grpo_pv" not in params

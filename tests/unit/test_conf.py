@@ -1,0 +1,103 @@
+"""conf/ (Hydra) and params.yaml: in sync, every field documented, every experiment valid."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.compose import CONF_DIR, compose_params
+from pipeline.config import PipelineConfig, build
+from pipeline.params import load_params
+
+ROOT = CONF_DIR.parent
+EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
+
+
+def test_committed_params_yaml_is_the_composition_of_conf(tmp_path) -> None:
+    out = compose_params(tmp_path / "params.yaml", [])
+    assert (ROOT / "params.yaml").read_text() == out.read_text(), (
+        "params.yaml is stale: run `python -m pipeline.compose` and commit it"
+    )
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_composes_and_validates(tmp_path, experiment: str) -> None:
+    cfg = load_params(compose_params(tmp_path / "p.yaml", [f"experiment={experiment}"]))
+    assert cfg.experiment.name == experiment
+    assert "base" in cfg.evaluate_models
+    for method in cfg.methods:
+        assert method in cfg.evaluate_models  # every trained method is evaluated
+        cfg.train_config(method)  # overrides apply and validate
+
+
+def test_method_override_from_the_command_line_wins_over_the_experiment(tmp_path) -> None:
+    cfg = load_params(compose_params(tmp_path / "p.yaml", ["method=grpo"]))
+    assert list(cfg.methods) == ["grpo"] and set(cfg.evaluate_models) == {"base", "grpo"}
+
+
+def test_paper_settings_match_design(tmp_path) -> None:
+    cfg = load_params(compose_params(tmp_path / "p.yaml", ["experiment=paper_qwen2_5_3b"]))
+    a = cfg.algorithm
+    assert (a.group_size, a.prompts_per_step, a.steps) == (7, 128, 58)
+    assert (a.lr, a.warmup_ratio, a.adam_betas, a.adam_eps) == (3e-6, 0.1, (0.9, 0.999), 1e-8)
+    assert (a.beta, a.clip_eps_low, a.clip_eps_high, a.temperature) == (0.005, 0.2, 0.2, 0.9)
+    assert (a.loss_aggregation, a.std_eps, a.max_prompt_tokens, a.max_new_tokens) == ("bnpo", 1e-4, 512, 3072)
+    assert not a.sc_temperature_scaled
+    assert cfg.model.name_or_path == "Qwen/Qwen2.5-3B" and cfg.data.name == "math"
+    assert cfg.model.system_prompt.endswith("Please stop generation immediately after outputing the box.")
+    assert set(cfg.methods) == {"intuitor", "grpo", "grpo_pv"}
+    small = load_params(compose_params(tmp_path / "q.yaml", ["experiment=paper_qwen2_5_1_5b"]))
+    assert small.model.system_prompt.endswith("\\boxed{Your Answer}.")
+
+
+def _undocumented_keys(path: Path) -> list[str]:
+    """Leaf keys (`key: value`) whose previous non-blank line is not a comment.
+
+    Section headers (`algorithm:`) group fields and items of a list of mappings are described by the
+    comment above their list, so neither needs its own.
+    """
+    missing = []
+    prev = ""
+    list_indent: int | None = None  # indent of the `- ` item we are inside, if any
+    for line in path.read_text().splitlines():
+        stripped = line.strip()
+        if not stripped:
+            continue
+        indent = len(line) - len(line.lstrip())
+        if stripped.startswith("- "):
+            list_indent = indent
+        elif list_indent is not None and indent <= list_indent:
+            list_indent = None
+        leaf = re.match(r"^\s*([A-Za-z_][\w.\-]*):\s*\S", line)
+        if leaf and list_indent is None and not prev.lstrip().startswith("#"):
+            missing.append(f"{path.parent.name}/{path.name}: {stripped}")
+        prev = line
+    return missing
+
+
+def test_every_config_field_has_a_comment_above_it() -> None:
+    missing = [
+        m for p in sorted(CONF_DIR.rglob("*.yaml")) if p.name != "config.yaml" for m in _undocumented_keys(p)
+    ]
+    assert missing == []
+
+
+def test_params_reject_unknown_keys_with_file_and_path(tmp_path) -> None:
+    tree = yaml.safe_load((ROOT / "params.yaml").read_text())
+    tree["algorithm"]["learning_rate"] = 1e-5
+    bad = tmp_path / "params.yaml"
+    bad.write_text(yaml.safe_dump(tree))
+    with pytest.raises(ValueError, match=r"params.yaml: algorithm.learning_rate: unknown key"):
+        load_params(bad)
+    assert isinstance(
+        build(PipelineConfig, yaml.safe_load((ROOT / "params.yaml").read_text())), PipelineConfig
+    )
+
+
+def test_the_comment_check_flags_undocumented_fields(tmp_path) -> None:
+    f = tmp_path / "x.yaml"
+    f.write_text("# doc\na: 1\nb: 2\nsection:\n  # doc\n  c: 3\n  d: 4\nlist:\n  - name: x\n    weight: 1\n")
+    assert [m.split(": ", 1)[1] for m in _undocumented_keys(f)] == ["b: 2", "d: 4"]
