@@ -1,0 +1,43 @@
+"""Evaluation of the tiny model on real GSM8K / MATH500 items and the embedded arith split."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pipeline.config import BenchmarkConfig, DataConfig
+from pipeline.data.registry import load_benchmark
+from pipeline.eval.runner import evaluate_prompts, save_evaluation
+from pipeline.eval.stats import wilson_interval
+from pipeline.models import tiny_random_model
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.parametrize(
+    ("name", "fallback"), [("gsm8k", "last_number"), ("math500", "none"), ("arith", "last_number")]
+)
+def test_benchmark_evaluates_and_records(tmp_path, tokenizer, name: str, fallback: str) -> None:
+    bench = BenchmarkConfig(name=name, limit=5, seed=3, max_new_tokens=6, batch_size=4)
+    prompts = load_benchmark(bench, DataConfig(test_size=12), "SYS")
+    assert len(prompts) == 5 and all(p.answer_fallback == fallback and p.gold for p in prompts)
+    assert [p.id for p in prompts] == [p.id for p in load_benchmark(bench, DataConfig(test_size=12), "SYS")]
+    records, metrics = evaluate_prompts(tiny_random_model(), tokenizer, prompts, bench, show_progress=False)
+    assert metrics["n"] == 5 and len(records) == 5
+    assert (metrics["ci95_low"], metrics["ci95_high"]) == wilson_interval(
+        sum(r["correct"] for r in records), 5
+    )
+    for r in records:
+        assert set(r) >= {"prompt", "completion", "extracted", "correct", "self_certainty", "gold"}
+        assert r["self_certainty"] > 0
+    save_evaluation(tmp_path, records, metrics)
+    assert json.loads((tmp_path / "metrics.json").read_text())["n"] == 5
+    assert len((tmp_path / "samples.jsonl").read_text().splitlines()) == 5
+
+
+def test_wilson_interval_known_values() -> None:
+    # 8/10: Wilson 95% interval (0.490, 0.943) as tabulated (Newcombe 1998, method 3)
+    low, high = wilson_interval(8, 10)
+    assert low == pytest.approx(0.4902, abs=1e-4) and high == pytest.approx(0.9433, abs=1e-4)
+    assert wilson_interval(0, 5)[0] == 0.0 and wilson_interval(5, 5)[1] == 1.0
