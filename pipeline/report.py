@@ -8,6 +8,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from pipeline.atomic import write_text_atomic
+
 # (csv column, title, file name) of the curves drawn per method.
 CURVES = [
     ("reward_mean", "Reward (method's own)", "reward.png"),
@@ -113,6 +115,5 @@ def write_report(
             parts.append(f"| {m} | {len(rows)} | " + " | ".join(cells) + " |")
     parts += ["", "## Curves", ""] + [f"![{p.stem}](plots/{p.name})" for p in plots]
     text = "\n".join(parts) + "\n"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text, encoding="utf-8")
+    write_text_atomic(out, text)
     return text

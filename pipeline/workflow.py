@@ -8,15 +8,14 @@ steps.csv}, results/eval/<model>/<benchmark>/{samples.jsonl, metrics.json}, resu
 from __future__ import annotations
 
 import csv
-import json
 import os
 import shutil
 import time
 from pathlib import Path
-from typing import Any
 
 import yaml
 
+from pipeline.atomic import write_json_atomic
 from pipeline.config import ConfigError, ModelConfig, PipelineConfig, apply_override, build, to_dict
 from pipeline.data.records import read_prompts, write_prompts
 from pipeline.data.registry import load_benchmark, load_prompts
@@ -28,14 +27,6 @@ from pipeline.training import run_training
 
 # Per-step columns written for `dvc plots` and the report.
 PLOT_KEYS = ["step", "reward/mean", "self_certainty/mean", "completion/length_mean", "gold/accuracy", "kl"]
-
-
-def write_json(path: Path, obj: Any) -> None:
-    """Atomic JSON write (temporary name, then rename): DVC never caches a half file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def parent_run(cfg: PipelineConfig, invocation: str | None = None) -> str | None:
@@ -97,7 +88,7 @@ def train_method(
         "mlflow_run_id": result.run_id,
         "last_step": result.history[-1] if result.history else {},
     }
-    write_json(out / "metrics.json", summary)
+    write_json_atomic(out / "metrics.json", summary)
     tmp = out / f".steps.csv.tmp{os.getpid()}"
     with open(tmp, "w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)

@@ -3,26 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from pipeline.atomic import write_json_atomic, write_text_atomic
 from pipeline.config import BenchmarkConfig, SamplingConfig
 from pipeline.eval.math_grader import grade
 from pipeline.eval.stats import wilson_interval
 from pipeline.rollout.hf import HFRolloutEngine
 from pipeline.types import Prompt
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write via a temporary name and rename, so a crash never leaves a half file for DVC to cache."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def evaluate_prompts(
@@ -83,5 +75,5 @@ def evaluate_prompts(
 
 
 def save_evaluation(out_dir: Path, records: list[dict[str, Any]], metrics: dict[str, Any]) -> None:
-    write_atomic(out_dir / "samples.jsonl", "".join(json.dumps(r) + "\n" for r in records))
-    write_atomic(out_dir / "metrics.json", json.dumps(metrics, indent=2) + "\n")
+    write_text_atomic(out_dir / "samples.jsonl", "".join(json.dumps(r) + "\n" for r in records))
+    write_json_atomic(out_dir / "metrics.json", metrics)
