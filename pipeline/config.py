@@ -336,11 +336,12 @@ class PipelineConfig:
 
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
-    methods: dict[str, MethodConfig] = field(default_factory=lambda: {"intuitor": MethodConfig()})
+    # Absent sections mean "none" (an experiment may train no method or evaluate no benchmark).
+    methods: dict[str, MethodConfig] = field(default_factory=dict)
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
-    benchmarks: dict[str, BenchmarkConfig] = field(default_factory=lambda: {"arith": BenchmarkConfig()})
+    benchmarks: dict[str, BenchmarkConfig] = field(default_factory=dict)
     # Models the evaluate stages grade: name -> folder ("base" and one entry per method).
     evaluate_models: dict[str, str] = field(default_factory=lambda: {"base": "models/base"})
     tracking: TrackingConfig = field(default_factory=TrackingConfig)

@@ -101,3 +101,8 @@ def test_the_comment_check_flags_undocumented_fields(tmp_path) -> None:
     f = tmp_path / "x.yaml"
     f.write_text("# doc\na: 1\nb: 2\nsection:\n  # doc\n  c: 3\n  d: 4\nlist:\n  - name: x\n    weight: 1\n")
     assert [m.split(": ", 1)[1] for m in _undocumented_keys(f)] == ["b: 2", "d: 4"]
+
+
+def test_an_empty_benchmark_list_means_no_evaluation(tmp_path) -> None:
+    cfg = load_params(compose_params(tmp_path / "p.yaml", ["eval=[]"]))
+    assert cfg.benchmarks == {} and set(cfg.methods) == {"intuitor", "grpo", "grpo_pv"}
