@@ -19,15 +19,8 @@ from hydra.utils import get_original_cwd
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline.config import PipelineConfig, build
+from pipeline.tracking import anchor_store
 from pipeline.workflow import evaluate_model, make_report, prepare_data, prepare_model, train_method
-
-
-def absolute_store(uri: str, root: str) -> str:
-    """A relative sqlite store would land in each job's folder: anchor it at the launch directory."""
-    prefix = "sqlite:///"
-    if uri.startswith(prefix) and not uri[len(prefix) :].startswith("/"):
-        return prefix + str(Path(root) / uri[len(prefix) :])
-    return uri
 
 
 def run_job(cfg: PipelineConfig, invocation: str) -> dict[str, float]:
@@ -48,7 +41,7 @@ def run_job(cfg: PipelineConfig, invocation: str) -> dict[str, float]:
 def main(dcfg: DictConfig) -> None:
     hc = HydraConfig.get()
     tree = OmegaConf.to_container(dcfg, resolve=True)
-    tree["tracking"]["tracking_uri"] = absolute_store(tree["tracking"]["tracking_uri"], get_original_cwd())
+    tree["tracking"]["tracking_uri"] = anchor_store(tree["tracking"]["tracking_uri"], get_original_cwd())
     cfg = build(PipelineConfig, tree)  # validated before anything loads
     job_dir = Path(hc.runtime.output_dir)
     multirun = hc.mode.name == "MULTIRUN"

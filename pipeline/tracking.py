@@ -188,7 +188,7 @@ class MLflowTracker(Tracker):
         import mlflow  # lazy: mlflow takes seconds to import
 
         self.cfg = cfg
-        self._client = mlflow.MlflowClient(tracking_uri=cfg.tracking_uri)
+        self._client = mlflow.MlflowClient(tracking_uri=anchor_store(cfg.tracking_uri))
         self._run_id: str | None = None
 
     @property
@@ -203,7 +203,8 @@ class MLflowTracker(Tracker):
         if exp is None:
             try:
                 return self._client.create_experiment(
-                    name, artifact_location=_sqlite_artifact_location(self.cfg.tracking_uri, name)
+                    name,
+                    artifact_location=_sqlite_artifact_location(anchor_store(self.cfg.tracking_uri), name),
                 )
             except MlflowException:  # another process created it in between
                 exp = self._client.get_experiment_by_name(name)
@@ -299,6 +300,25 @@ class MLflowTracker(Tracker):
 
 def _cell(value: Any) -> Any:
     return value if value is None or isinstance(value, str | int | float | bool) else str(value)
+
+
+# Where `dvc exp run --queue/--temp` executes: a scratch copy inside the project.
+_DVC_TEMP_WORKSPACE = "/.dvc/tmp/exps/"
+
+
+def anchor_store(uri: str, root: str | Path | None = None) -> str:
+    """Make a relative `sqlite:///file.db` absolute against the project root.
+
+    Queued DVC experiments run in a scratch copy under .dvc/tmp/exps/ and Hydra jobs in their own
+    folders; without this each would log into a store of its own that nobody opens.
+    """
+    prefix = "sqlite:///"
+    if not uri.startswith(prefix) or uri[len(prefix) :].startswith("/"):
+        return uri
+    base = str(root) if root is not None else os.getcwd()
+    if _DVC_TEMP_WORKSPACE in base:
+        base = base.split(_DVC_TEMP_WORKSPACE, 1)[0]
+    return prefix + str(Path(base) / uri[len(prefix) :])
 
 
 def invocation_name() -> str:

@@ -215,3 +215,14 @@ def test_make_tracker_mlflow_and_lazy_import(store) -> None:
     assert isinstance(make_tracker(TrackingConfig(tracking_uri=store[0])), MLflowTracker)
     code = "import sys, pipeline.tracking; assert 'mlflow' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])
+
+
+def test_anchor_store_points_queued_experiments_at_the_project_store() -> None:
+    from pipeline.tracking import anchor_store
+
+    assert anchor_store("sqlite:///mlflow.db", "/p/repo") == "sqlite:////p/repo/mlflow.db"
+    assert (
+        anchor_store("sqlite:///mlflow.db", "/p/repo/.dvc/tmp/exps/tmpab12") == "sqlite:////p/repo/mlflow.db"
+    )
+    assert anchor_store("sqlite:////abs/x.db", "/p/repo") == "sqlite:////abs/x.db"
+    assert anchor_store("http://server:5000", "/p/repo") == "http://server:5000"
