@@ -24,3 +24,9 @@ def load_params(path: str | Path = PARAMS_FILE) -> PipelineConfig:
         return build(PipelineConfig, tree)
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}") from e
+
+
+def check_runnable(cfg: PipelineConfig) -> None:
+    """Reject settings that validate but cannot run here yet, at stage start (before a model loads)."""
+    if cfg.rollout.engine != "hf":
+        raise ConfigError(f"rollout.engine: {cfg.rollout.engine!r} is not available yet; allowed: ['hf']")

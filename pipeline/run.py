@@ -19,6 +19,7 @@ from hydra.utils import get_original_cwd
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline.config import PipelineConfig, build
+from pipeline.params import check_runnable
 from pipeline.tracking import anchor_store
 from pipeline.workflow import evaluate_model, make_report, prepare_data, prepare_model, train_method
 
@@ -43,6 +44,7 @@ def main(dcfg: DictConfig) -> None:
     tree = OmegaConf.to_container(dcfg, resolve=True)
     tree["tracking"]["tracking_uri"] = anchor_store(tree["tracking"]["tracking_uri"], get_original_cwd())
     cfg = build(PipelineConfig, tree)  # validated before anything loads
+    check_runnable(cfg)
     job_dir = Path(hc.runtime.output_dir)
     multirun = hc.mode.name == "MULTIRUN"
     stamp = "-".join(Path(hc.sweep.dir if multirun else hc.run.dir).parts[-2:])

@@ -7,13 +7,14 @@ from collections.abc import Callable
 
 from pipeline.config import ConfigError, PipelineConfig
 from pipeline.data.jsonl import DataError
-from pipeline.params import load_params
+from pipeline.params import check_runnable, load_params
 
 
 def run_stage(body: Callable[[PipelineConfig], object], params: str = "params.yaml") -> int:
     """Load and validate params.yaml, run the stage body; config/data errors print one line, exit 2."""
     try:
         cfg = load_params(params)
+        check_runnable(cfg)
         body(cfg)
     except (ConfigError, DataError) as e:
         print(f"error: {e}", file=sys.stderr)

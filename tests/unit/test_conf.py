@@ -10,7 +10,7 @@ import yaml
 
 from pipeline.compose import CONF_DIR, compose_params
 from pipeline.config import PipelineConfig, build
-from pipeline.params import load_params
+from pipeline.params import check_runnable, load_params
 
 ROOT = CONF_DIR.parent
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
@@ -106,3 +106,10 @@ def test_the_comment_check_flags_undocumented_fields(tmp_path) -> None:
 def test_an_empty_benchmark_list_means_no_evaluation(tmp_path) -> None:
     cfg = load_params(compose_params(tmp_path / "p.yaml", ["eval=[]"]))
     assert cfg.benchmarks == {} and set(cfg.methods) == {"intuitor", "grpo", "grpo_pv"}
+
+
+def test_unavailable_rollout_engine_is_rejected_at_load(tmp_path) -> None:
+    cfg = load_params(compose_params(tmp_path / "p.yaml", ["rollout=vllm"]))
+    with pytest.raises(ValueError, match=r"rollout.engine: 'vllm' is not available yet"):
+        check_runnable(cfg)
+    check_runnable(load_params(compose_params(tmp_path / "q.yaml", [])))
