@@ -12,6 +12,8 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
+from pipeline.data.prompts import PAPER_SYSTEM_PROMPT
+
 
 class ConfigError(ValueError):
     """A config value is missing, unknown or of the wrong type; the message names its dotted path."""
@@ -28,11 +30,7 @@ class ModelConfig:
     # Parameter dtype: float32 on CPU (bf16 has no CPU hardware support here), bfloat16 on GPU.
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     # System prompt before every user message (the paper's); null keeps the tokenizer's default.
-    system_prompt: str | None = (
-        "You are a helpful AI Assistant, designed to provided well-reasoned and detailed responses. "
-        "You FIRST think about the reasoning process step by step and then provide the user with the answer. "
-        "Please enclose your final answer in the box: \\boxed{Your Answer}."
-    )
+    system_prompt: str | None = PAPER_SYSTEM_PROMPT
 
 
 @dataclass

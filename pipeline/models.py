@@ -123,25 +123,13 @@ def load_tokenizer(path: str, revision: str | None = None) -> PreTrainedTokenize
     return tok
 
 
-def load_policy(cfg: ModelConfig, device: str = "cpu") -> PreTrainedModel:
-    """The trainable policy. Kept in eval mode: dropout would make old and new log-probs differ."""
-    path = resolve_model_path(cfg)
-    model = AutoModelForCausalLM.from_pretrained(path, revision=cfg.revision, dtype=getattr(torch, cfg.dtype))
-    return model.to(device).eval()
-
-
-def load_reference(cfg: ModelConfig, device: str = "cpu") -> PreTrainedModel:
-    """A frozen copy of the base model (KL anchor and offline self-certainty)."""
-    model = load_policy(cfg, device)
-    model.requires_grad_(False)
-    return model
-
-
 def load_model_and_tokenizer(
     cfg: ModelConfig, device: str = "cpu"
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    model = load_policy(cfg, device)
-    return model, load_tokenizer(resolve_model_path(cfg), cfg.revision)
+    """The policy (in eval mode: dropout would make old and new log-probs differ) and its tokenizer."""
+    path = resolve_model_path(cfg)
+    model = AutoModelForCausalLM.from_pretrained(path, revision=cfg.revision, dtype=getattr(torch, cfg.dtype))
+    return model.to(device).eval(), load_tokenizer(path, cfg.revision)
 
 
 def chat_prompt_ids(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]]) -> list[int]:

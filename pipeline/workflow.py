@@ -8,6 +8,7 @@ steps.csv}, results/eval/<model>/<benchmark>/{samples.jsonl, metrics.json}, resu
 from __future__ import annotations
 
 import csv
+import io
 import os
 import shutil
 import time
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.atomic import write_json_atomic
+from pipeline.atomic import write_json_atomic, write_text_atomic
 from pipeline.config import ConfigError, ModelConfig, PipelineConfig, apply_override, build, to_dict
 from pipeline.data.records import read_prompts, write_prompts
 from pipeline.data.registry import load_benchmark, load_prompts
@@ -89,13 +90,11 @@ def train_method(
         "last_step": result.history[-1] if result.history else {},
     }
     write_json_atomic(out / "metrics.json", summary)
-    tmp = out / f".steps.csv.tmp{os.getpid()}"
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow([k.replace("/", "_") for k in PLOT_KEYS])
-        for m in result.history:
-            writer.writerow([m.get(k, "") for k in PLOT_KEYS])
-    os.replace(tmp, out / "steps.csv")
+    table = io.StringIO()
+    writer = csv.writer(table)
+    writer.writerow([k.replace("/", "_") for k in PLOT_KEYS])
+    writer.writerows([m.get(k, "") for k in PLOT_KEYS] for m in result.history)
+    write_text_atomic(out / "steps.csv", table.getvalue())
     return summary
 
 

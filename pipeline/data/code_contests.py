@@ -6,12 +6,9 @@ INTUITOR-Code run used the train split, which these machines do not have.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
-from pipeline.data.jsonl import DataError, read_records, require
+from pipeline.data.jsonl import require
 from pipeline.data.prompts import chat_messages
-from pipeline.data.sources import DATA_DIR_ENV, load_split
+from pipeline.data.sources import load_split
 from pipeline.types import Prompt
 
 HUB_ID = "deepmind/code_contests"
@@ -21,14 +18,7 @@ LOCAL_FILE = "code_contests_proxy/code_contests_test_rllm.json"
 def load_code_contests(
     path: str | None, split: str, system_prompt: str | None, limit: int | None = None
 ) -> list[Prompt]:
-
-    if path is None and os.environ.get(DATA_DIR_ENV):
-        file = Path(os.environ[DATA_DIR_ENV]) / LOCAL_FILE
-        if not file.is_file():
-            raise DataError(f"{file}: no such data file (dataset 'code_contests')")
-        records, source = read_records(file), str(file)
-    else:
-        records, source = load_split("code_contests", path, split, HUB_ID)
+    records, source = load_split("code_contests", path, split, HUB_ID, local_file=LOCAL_FILE)
     field = "problem" if records and "problem" in records[0] else "description"
     rows = records[:limit] if limit is not None else records
     return [

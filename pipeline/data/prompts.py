@@ -8,8 +8,6 @@ PAPER_SYSTEM_PROMPT = (
     "You FIRST think about the reasoning process step by step and then provide the user with the answer. "
     "Please enclose your final answer in the box: \\boxed{Your Answer}."
 )
-# The Qwen2.5-3B runs append this sentence to the system prompt.
-PAPER_STOP_SENTENCE = " Please stop generation immediately after outputing the box."
 
 
 def chat_messages(question: str, system_prompt: str | None) -> list[dict[str, str]]:

@@ -3,22 +3,29 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
+from pipeline.atomic import write_text_atomic
 from pipeline.data.jsonl import read_records, require
 from pipeline.types import Prompt
 
 
 def write_prompts(prompts: list[Prompt], path: Path) -> None:
     """One record per prompt, written atomically (temporary name, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for p in prompts:
-            rec = {"id": p.id, "messages": p.messages, "gold": p.gold, "answer_fallback": p.answer_fallback}
-            f.write(json.dumps({**rec, "meta": p.meta}) + "\n")
-    os.replace(tmp, path)
+    lines = [
+        json.dumps(
+            {
+                "id": p.id,
+                "messages": p.messages,
+                "gold": p.gold,
+                "answer_fallback": p.answer_fallback,
+                "meta": p.meta,
+            }
+        )
+        + "\n"
+        for p in prompts
+    ]
+    write_text_atomic(path, "".join(lines))
 
 
 def read_prompts(path: Path) -> list[Prompt]:

@@ -12,19 +12,25 @@ DATA_DIR_ENV = "INTUITOR_DATA_DIR"
 
 
 def load_split(
-    name: str, path: str | None, split: str, hub_id: str, hub_config: str | None = None
+    name: str,
+    path: str | None,
+    split: str,
+    hub_id: str,
+    hub_config: str | None = None,
+    local_file: str | None = None,
 ) -> tuple[list[dict[str, Any]], str]:
     """Records of `split` and a description of where they came from.
 
     Resolution order: `path` (a file, or a folder holding `<split>.jsonl`), then
-    `$INTUITOR_DATA_DIR/<name>/<split>.jsonl`, then the Hugging Face hub (`datasets`, imported lazily).
+    `$INTUITOR_DATA_DIR/<name>/<split>.jsonl` (or `$INTUITOR_DATA_DIR/<local_file>` for datasets whose
+    offline copy has another layout), then the Hugging Face hub (`datasets`, imported lazily).
     """
     candidates: list[Path] = []
     if path is not None and not _looks_like_hub_id(path):
         p = Path(path)
         candidates.append(p if p.suffix in (".jsonl", ".json", ".gz") else p / f"{split}.jsonl")
     elif path is None and os.environ.get(DATA_DIR_ENV):
-        candidates.append(Path(os.environ[DATA_DIR_ENV]) / name / f"{split}.jsonl")
+        candidates.append(Path(os.environ[DATA_DIR_ENV]) / (local_file or f"{name}/{split}.jsonl"))
     for c in candidates:
         if c.is_file():
             return read_records(c), str(c)

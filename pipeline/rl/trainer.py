@@ -11,7 +11,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -22,8 +21,10 @@ import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_cosine_schedule_with_warmup
 
+from pipeline.atomic import write_text_atomic
 from pipeline.config import TrainConfig, to_dict
 from pipeline.data.sampler import PromptSampler
+from pipeline.models import save_atomically
 from pipeline.rewards.gold import answer_rate, gold_correctness
 from pipeline.rewards.registry import combine, needs_reference
 from pipeline.rl.advantages import group_advantages
@@ -162,20 +163,11 @@ class Trainer:
             for line in path.read_text(encoding="utf-8").splitlines():
                 if line.strip() and (rec := json.loads(line))["step"] < start:
                     kept.append(rec)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept), encoding="utf-8")
-        os.replace(tmp, path)
+        write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in kept))
         return kept
 
     def _save_final(self) -> Path:
-        final = self.out / "final"
-        tmp = self.out / f".final.tmp{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        self.policy.save_pretrained(tmp, safe_serialization=True)
-        self.tokenizer.save_pretrained(tmp)
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
-        return final
+        return save_atomically(self.out / "final", self.policy, self.tokenizer)
 
     # ------------------------------------------------------------------ one step
     def step(self, step: int) -> dict[str, float]:
