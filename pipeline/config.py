@@ -272,8 +272,22 @@ class DataConfig:
 
 
 @dataclass
+class JudgeConfig:
+    """An OpenAI-compatible chat-completions endpoint that judges pairwise (AlpacaEval)."""
+
+    # Endpoint base URL (e.g. https://api.openai.com/v1); null = no judge: outputs saved, "not judged".
+    base_url: str | None = None
+    # Judge model name sent to the endpoint (the paper's AlpacaEval 2 judge is gpt-4-1106-preview).
+    model: str = "gpt-4-1106-preview"
+    # Name of the environment variable holding the API key (the key itself never enters a config).
+    api_key_env: str = "OPENAI_API_KEY"
+    # alpaca_eval annotator config the library runs with (its prompt template and parser).
+    annotators_config: str = "weighted_alpaca_eval_gpt4_turbo"
+
+
+@dataclass
 class BenchmarkConfig:
-    # Registry name: arith (the data's held-out split), gsm8k, math500.
+    # Registry name: arith, gsm8k, math500, humaneval, cruxeval, livecodebench, mmlu_pro, alpaca_eval.
     name: str = "arith"
     # Hub id or local file; null = $INTUITOR_DATA_DIR (arith: generated from the `data` section).
     path: str | None = None
@@ -281,12 +295,28 @@ class BenchmarkConfig:
     split: str = "test"
     # Evaluate a seeded random subset of this many items (null = all).
     limit: int | None = None
-    # Seed of the subset draw.
+    # Seed of the subset draw (and of sampling when n_samples > 1).
     seed: int = 0
-    # Completion budget per item (greedy decoding).
+    # Completion budget per item.
     max_new_tokens: int = 256
     # Sequences per generation batch.
     batch_size: int = 32
+    # Completions per item: 1 = greedy (the paper); n > 1 samples at `temperature` for pass@k.
+    n_samples: int = 1
+    # Sampling temperature when n_samples > 1 (greedy decoding ignores it).
+    temperature: float = 0.8
+    # Nucleus mass when n_samples > 1.
+    top_p: float = 0.95
+    # pass@k values reported (unbiased estimator; each k <= n_samples).
+    pass_k: list[int] = field(default_factory=lambda: [1])
+    # Generation stops at the first of these strings (cut from the completion), e.g. "Question:".
+    stop: list[str] = field(default_factory=list)
+    # Code benchmarks: wall-clock seconds per program run in the sandbox.
+    timeout_s: float = 10.0
+    # Code benchmarks: programs run in parallel (null = one per CPU core).
+    workers: int | None = None
+    # AlpacaEval only: the pairwise judge (null base_url = outputs saved, no win rate).
+    judge: JudgeConfig = field(default_factory=JudgeConfig)
 
 
 @dataclass

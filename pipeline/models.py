@@ -27,6 +27,7 @@ from transformers import (
 )
 
 from pipeline.config import ModelConfig
+from pipeline.types import Prompt
 
 EMBEDDED_PREFIX = "embedded:"
 # The tiny random model (tests, smoke experiment), materialised like any other model folder.
@@ -139,6 +140,13 @@ def chat_prompt_ids(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str,
     if hasattr(ids, "keys") and "input_ids" in ids:
         ids = ids["input_ids"]
     return list(ids)
+
+
+def prompt_ids(tokenizer: PreTrainedTokenizerBase, prompt: Prompt) -> list[int]:
+    """A prompt's token ids: its verbatim `text` if it has one, else its chat rendered with the template."""
+    if prompt.text is not None:
+        return list(tokenizer(prompt.text, add_special_tokens=False)["input_ids"])
+    return chat_prompt_ids(tokenizer, prompt.messages)
 
 
 def tiny_tokenizer() -> PreTrainedTokenizerFast:

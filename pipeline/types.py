@@ -25,6 +25,9 @@ class Prompt:
     # (the recorded fallback for plain-number datasets such as GSM8K and the embedded arithmetic set).
     answer_fallback: str = "none"
     meta: dict[str, Any] = field(default_factory=dict)
+    # A prompt used verbatim, with no chat template (e.g. MMLU-Pro's original few-shot format);
+    # `messages` then holds it as one user message for records and logs.
+    text: str | None = None
 
 
 @dataclass

@@ -20,6 +20,7 @@ def write_prompts(prompts: list[Prompt], path: Path) -> None:
                 "gold": p.gold,
                 "answer_fallback": p.answer_fallback,
                 "meta": p.meta,
+                "text": p.text,
             }
         )
         + "\n"
@@ -37,6 +38,7 @@ def read_prompts(path: Path) -> list[Prompt]:
             gold=r.get("gold"),
             answer_fallback=r.get("answer_fallback", "none"),
             meta=r.get("meta") or {},
+            text=r.get("text"),
         )
         for r in read_records(path)
     ]

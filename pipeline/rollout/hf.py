@@ -9,7 +9,7 @@ from tqdm.auto import tqdm
 from transformers import LogitsProcessor, LogitsProcessorList, PreTrainedModel, PreTrainedTokenizerBase
 
 from pipeline.config import SamplingConfig
-from pipeline.models import chat_prompt_ids
+from pipeline.models import prompt_ids as render_prompt
 from pipeline.rollout.base import completion_mask
 from pipeline.types import Prompt, RolloutGroup
 
@@ -80,7 +80,7 @@ class HFRolloutEngine:
     def generate(
         self, prompts: list[Prompt], n: int, sampling: SamplingConfig, seed: int
     ) -> list[RolloutGroup]:
-        prompt_ids = [chat_prompt_ids(self.tokenizer, p.messages) for p in prompts]
+        prompt_ids = [render_prompt(self.tokenizer, p) for p in prompts]
         if sampling.max_prompt_tokens is not None:
             # Left truncation keeps the end of the prompt: the question and the opened assistant turn.
             prompt_ids = [ids[-sampling.max_prompt_tokens :] for ids in prompt_ids]

@@ -1,0 +1,37 @@
+"""Benchmark registry: one module per benchmark, each exporting `BENCHMARK` (loader + grader + metric).
+
+Modules are imported by name on first use, so a benchmark's heavy dependencies (a judge client, the
+alpaca_eval library) are never imported by the others.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pipeline.config import BenchmarkConfig, DataConfig
+from pipeline.eval.verdict import Verdict
+from pipeline.types import Prompt
+
+# Registry name -> module under pipeline/eval/benchmarks/.
+NAMES = ("arith", "gsm8k", "math500", "humaneval", "cruxeval", "livecodebench", "mmlu_pro", "alpaca_eval")
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    name: str
+    # (bench config, data config, system prompt) -> every item of the configured split, dataset order.
+    load: Callable[[BenchmarkConfig, DataConfig, str | None], list[Prompt]]
+    # (prompts, completions, bench config) -> one Verdict per completion, same order.
+    grade: Callable[[list[Prompt], list[str], BenchmarkConfig], list[Verdict]]
+    # Name of the headline metric in metrics.json: accuracy | pass_at_1 | pass_at_1_public | lc_win_rate.
+    metric: str = "accuracy"
+    # Prompt.meta key whose value splits the headline metric per category (e.g. MMLU-Pro's subject).
+    category_key: str | None = None
+
+
+def get_benchmark(name: str) -> Benchmark:
+    if name not in NAMES:
+        raise KeyError(f"benchmarks.{name}: unknown benchmark; available: {list(NAMES)}")
+    return importlib.import_module(f"pipeline.eval.benchmarks.{name}").BENCHMARK
