@@ -47,6 +47,8 @@ class SamplingConfig:
     batch_size: int = 32
     # Prompts longer than this many tokens keep their last tokens (None = no limit).
     max_prompt_tokens: int | None = None
+    # A completion ends at the first of these strings (kept in the tokens, cut from the text).
+    stop: list[str] = field(default_factory=list)
 
 
 @dataclass

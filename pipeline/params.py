@@ -7,6 +7,7 @@ from pathlib import Path
 import yaml
 
 from pipeline.config import ConfigError, PipelineConfig, build
+from pipeline.eval.benchmarks import NAMES
 
 PARAMS_FILE = Path("params.yaml")
 
@@ -28,5 +29,10 @@ def load_params(path: str | Path = PARAMS_FILE) -> PipelineConfig:
 
 def check_runnable(cfg: PipelineConfig) -> None:
     """Reject settings that validate but cannot run here yet, at stage start (before a model loads)."""
+    for key, bench in cfg.benchmarks.items():
+        if bench.name not in NAMES:
+            raise ConfigError(
+                f"benchmarks.{key}.name: unknown benchmark {bench.name!r}; allowed: {list(NAMES)}"
+            )
     if cfg.rollout.engine != "hf":
         raise ConfigError(f"rollout.engine: {cfg.rollout.engine!r} is not available yet; allowed: ['hf']")

@@ -38,20 +38,29 @@ def load_curves(root: Path) -> dict[str, list[dict[str, float]]]:
     return curves
 
 
+def _cell(m: dict[str, Any] | None) -> str:
+    """One table cell: the headline score with its 95% interval and n, or why there is none."""
+    if m is None:
+        return "-"
+    value = m.get("score", m.get("accuracy"))
+    if value is None:  # e.g. AlpacaEval without a judge: outputs saved, no number made up
+        return f"{m.get('status', 'no score')} (n={m['n']})"
+    if m.get("ci95_low") is None:
+        return f"{value:.3f} (n={m['n']})"
+    return f"{value:.3f} [{m['ci95_low']:.2f}, {m['ci95_high']:.2f}] (n={m['n']})"
+
+
 def results_table(
     metrics: dict[tuple[str, str], dict[str, Any]], models: list[str], benchmarks: list[str]
 ) -> str:
-    """Markdown table: accuracy with its 95% CI and n per cell; '-' where a result is missing."""
-    header = "| model | " + " | ".join(benchmarks) + " |"
+    """Markdown table: headline metric with its 95% CI and n per cell; '-' where a result is missing."""
+    names = {}
+    for (_, bench), m in metrics.items():
+        names.setdefault(bench, m.get("metric", "accuracy"))
+    header = "| model | " + " | ".join(f"{b} ({names.get(b, 'accuracy')})" for b in benchmarks) + " |"
     lines = [header, "|---|" + "---|" * len(benchmarks)]
     for model in models:
-        cells = []
-        for bench in benchmarks:
-            m = metrics.get((model, bench))
-            if m is None:
-                cells.append("-")
-            else:
-                cells.append(f"{m['accuracy']:.3f} [{m['ci95_low']:.2f}, {m['ci95_high']:.2f}] (n={m['n']})")
+        cells = [_cell(metrics.get((model, bench))) for bench in benchmarks]
         lines.append(f"| {model} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -93,7 +102,8 @@ def write_report(
     parts = [
         f"# Report: {experiment}",
         "",
-        "Accuracy (greedy) with 95% Wilson interval and sample count.",
+        "Headline metric per benchmark (greedy unless configured otherwise) with its 95% interval "
+        "and item count.",
         "",
     ]
     parts.append(results_table(metrics, ["base", *methods], benchmarks))

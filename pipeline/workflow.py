@@ -19,7 +19,8 @@ import yaml
 from pipeline.atomic import write_json_atomic, write_text_atomic
 from pipeline.config import ConfigError, ModelConfig, PipelineConfig, apply_override, build, to_dict
 from pipeline.data.records import read_prompts, write_prompts
-from pipeline.data.registry import load_benchmark, load_prompts
+from pipeline.data.registry import load_prompts
+from pipeline.eval.benchmarks import load_benchmark
 from pipeline.eval.runner import evaluate_prompts, save_evaluation
 from pipeline.models import load_model_and_tokenizer, resolve_model_path, save_atomically
 from pipeline.report import write_report
@@ -112,7 +113,8 @@ def evaluate_model(cfg: PipelineConfig, model: str, benchmark: str, invocation: 
     prompts = read_prompts(Path(f"data/eval/{benchmark}.jsonl"))
     mcfg = ModelConfig(**{**to_dict(cfg.model), "name_or_path": cfg.evaluate_models[model]})
     policy, tokenizer = load_model_and_tokenizer(mcfg, cfg.trainer.device)
-    records, metrics = evaluate_prompts(policy, tokenizer, prompts, bench)
+    out_dir = Path("results/eval") / model / benchmark
+    records, metrics = evaluate_prompts(policy, tokenizer, prompts, bench, out_dir=out_dir, model_name=model)
     metrics["model"] = model
     tracker = make_tracker(cfg.tracking)
     tags = {
@@ -127,9 +129,12 @@ def evaluate_model(cfg: PipelineConfig, model: str, benchmark: str, invocation: 
         metrics["mlflow_run_id"] = run_id
         tracker.log_params(to_dict(bench))
         tracker.log_dict(to_dict(bench), "config.yaml")
-        tracker.log_metrics({k: v for k, v in metrics.items() if isinstance(v, int | float)}, step=0)
+        numbers = {k: v for k, v in metrics.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+        for cat, row in metrics.get("per_category", {}).items():
+            numbers[f"{metrics['metric']}/{cat}"] = row[metrics["metric"]]
+        tracker.log_metrics(numbers, step=0)
         tracker.log_table(records[:20], "completions.json")
-    save_evaluation(Path("results/eval") / model / benchmark, records, metrics)
+    save_evaluation(out_dir, records, metrics)
     return metrics
 
 

@@ -22,7 +22,8 @@ def main() -> int:
 
     def body(cfg):
         m = evaluate_model(cfg, args.model, args.benchmark)
-        print(f"{args.model} on {args.benchmark}: accuracy {m['accuracy']:.3f} (n={m['n']})")
+        value = "not judged" if m["score"] is None else f"{m['score']:.3f}"
+        print(f"{args.model} on {args.benchmark}: {m['metric']} {value} (n={m['n']})")
 
     return run_stage(body, args.params)
 

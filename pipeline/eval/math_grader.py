@@ -21,6 +21,8 @@ from typing import Any, Literal
 from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 from math_verify.errors import TimeoutException
 
+from pipeline.eval.verdict import Verdict
+
 logger = logging.getLogger(__name__)
 
 # Seconds math-verify may spend parsing one string / comparing one pair (main thread only).
@@ -214,15 +216,6 @@ def answers_equivalent(pred: str, gold: str) -> bool:
     except (Exception, TimeoutException):  # TimeoutException derives from BaseException
         logger.debug("answer comparison failed: %r vs %r", pred, gold, exc_info=True)
         return False
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """The outcome of grading one completion against its gold answer."""
-
-    correct: bool
-    extracted: str | None
-    source: str
 
 
 def grade(completion: str, gold: str | None, fallback: Literal["none", "last_number"] = "none") -> Verdict:

@@ -1,9 +1,15 @@
-"""Evaluate one model on one benchmark: greedy decoding, grading, per-sample records, metrics."""
+"""Evaluate one model on one benchmark: generate, grade with the benchmark's grader, score, save.
+
+Greedy decoding (n_samples = 1, the paper's setting) or n samples per item for pass@k. Every completion
+becomes one record of samples.jsonl; metrics.json holds the headline metric with its 95% interval, the
+sample counts, pass@k, per-category scores where the benchmark has categories, and the wall times.
+"""
 
 from __future__ import annotations
 
 import json
 import time
+from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +17,22 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from pipeline.atomic import write_json_atomic, write_text_atomic
 from pipeline.config import BenchmarkConfig, SamplingConfig
-from pipeline.eval.math_grader import grade
-from pipeline.eval.stats import wilson_interval
+from pipeline.eval.benchmarks import Benchmark, get_benchmark
+from pipeline.eval.stats import mean_interval, pass_at_k, wilson_interval
 from pipeline.rollout.hf import HFRolloutEngine
 from pipeline.types import Prompt
+
+
+def sampling_for(bench: BenchmarkConfig) -> SamplingConfig:
+    """Greedy for one sample per item; the configured temperature / top-p for pass@k sampling."""
+    greedy = bench.n_samples == 1
+    return SamplingConfig(
+        temperature=0.0 if greedy else bench.temperature,
+        top_p=1.0 if greedy else bench.top_p,
+        max_new_tokens=bench.max_new_tokens,
+        batch_size=bench.batch_size,
+        stop=list(bench.stop),
+    )
 
 
 def evaluate_prompts(
@@ -23,55 +41,113 @@ def evaluate_prompts(
     prompts: list[Prompt],
     bench: BenchmarkConfig,
     show_progress: bool = True,
+    out_dir: Path | None = None,
+    model_name: str = "model",
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Greedy completions graded with the shared math grader: (per-sample records, metrics)."""
+    """(per-completion records, metrics). `out_dir` receives benchmark-level files (a judge's outputs)."""
     if not prompts:
         raise ValueError(f"benchmark {bench.name!r} has no items to evaluate")
-    engine = HFRolloutEngine(model, tokenizer, show_progress=show_progress, record_certainty=True)
-    sampling = SamplingConfig(
-        temperature=0.0, max_new_tokens=bench.max_new_tokens, batch_size=bench.batch_size
-    )
-    t0 = time.perf_counter()
-    groups = engine.generate(prompts, 1, sampling, seed=bench.seed)
-    wall = time.perf_counter() - t0
-    records = []
-    for g in groups:
-        text = g.texts[0]
-        verdict = grade(text, g.prompt.gold, g.prompt.answer_fallback)
-        length = int(g.completion_mask[0].sum())
-        ended = length > 0 and int(g.completion_ids[0, length - 1]) in engine.eos_ids
-        records.append(
-            {
-                "id": g.prompt.id,
-                "prompt": g.prompt.messages[-1]["content"],
-                "gold": g.prompt.gold,
-                "completion": text,
-                "extracted": verdict.extracted,
-                "extraction": verdict.source,
-                "correct": verdict.correct,
-                "self_certainty": float(g.self_certainty[0]) if g.self_certainty is not None else None,
-                "length": length,
-                "clipped": not ended,
-            }
+    if bench.n_samples < 1 or any(not 1 <= k <= bench.n_samples for k in bench.pass_k):
+        raise ValueError(
+            f"benchmarks.{bench.name}: need n_samples >= 1 and every pass_k in [1, n_samples]; "
+            f"got n_samples={bench.n_samples}, pass_k={bench.pass_k}"
         )
-    n = len(records)
-    correct = sum(r["correct"] for r in records)
-    low, high = wilson_interval(correct, n)
-    metrics = {
+    spec = get_benchmark(bench.name)
+    engine = HFRolloutEngine(model, tokenizer, show_progress=show_progress, record_certainty=True)
+    t0 = time.perf_counter()
+    groups = engine.generate(prompts, bench.n_samples, sampling_for(bench), seed=bench.seed)
+    generate_s = time.perf_counter() - t0
+    flat_prompts = [g.prompt for g in groups for _ in g.texts]
+    flat_texts = [t for g in groups for t in g.texts]
+    t1 = time.perf_counter()
+    verdicts = spec.grade(flat_prompts, flat_texts, bench)
+    grade_s = time.perf_counter() - t1
+    if len(verdicts) != len(flat_texts):
+        raise RuntimeError(
+            f"grader of {bench.name!r} returned {len(verdicts)} verdicts for {len(flat_texts)}"
+        )
+    records = []
+    it = iter(verdicts)
+    for g in groups:
+        for j, text in enumerate(g.texts):
+            v = next(it)
+            length = int(g.completion_mask[j].sum())
+            ended = length > 0 and int(g.completion_ids[j, length - 1]) in engine.eos_ids
+            records.append(
+                {
+                    "id": g.prompt.id,
+                    "sample": j,
+                    "prompt": g.prompt.messages[-1]["content"],
+                    "gold": g.prompt.gold,
+                    "completion": text,
+                    "extracted": v.extracted,
+                    "extraction": v.source,
+                    "correct": v.correct,
+                    "detail": v.detail,
+                    "self_certainty": float(g.self_certainty[j]) if g.self_certainty is not None else None,
+                    "length": length,
+                    # Hit the token budget without EOS (a stop string ends a completion earlier).
+                    "clipped": not ended and length >= bench.max_new_tokens,
+                }
+            )
+    metrics = score(spec, bench, groups, records)
+    metrics.update(generate_s=generate_s, grade_s=grade_s)
+    if spec.summarize is not None:
+        # Benchmark-level scoring that no single completion carries (AlpacaEval's judged win rate).
+        metrics.update(spec.summarize(flat_prompts, flat_texts, bench, model_name, out_dir))
+    metrics["wall_s"] = time.perf_counter() - t0
+    return records, metrics
+
+
+def _headline(per_item: list[float], correct: int, n_items: int, n_samples: int) -> tuple[float, float]:
+    """95% interval of the headline metric: Wilson for one sample per item, else over item means."""
+    if n_samples == 1:
+        return wilson_interval(correct, n_items)
+    return mean_interval(per_item)
+
+
+def score(
+    spec: Benchmark, bench: BenchmarkConfig, groups: list, records: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Headline metric (mean per-item pass rate), its interval, pass@k, per-category scores, rates."""
+    n = bench.n_samples
+    by_item: dict[str, list[bool]] = defaultdict(list)
+    for r in records:
+        by_item[r["id"]].append(bool(r["correct"]))
+    items = [by_item[g.prompt.id] for g in groups]
+    per_item = [sum(c) / n for c in items]
+    total_correct = sum(sum(c) for c in items)
+    value = sum(per_item) / len(items)
+    low, high = _headline(per_item, total_correct, len(items), n)
+    metrics: dict[str, Any] = {
         "benchmark": bench.name,
-        "n": n,
-        "accuracy": correct / n,
+        "metric": spec.metric,
+        spec.metric: value,
+        "score": value,
         "ci95_low": low,
         "ci95_high": high,
-        "answer_rate": sum(r["extracted"] is not None for r in records) / n,
-        "boxed_rate": sum(r["extraction"] == "boxed" for r in records) / n,
-        "fallback_rate": sum(r["extraction"] == "last_number" for r in records) / n,
-        "self_certainty_mean": sum(r["self_certainty"] or 0.0 for r in records) / n,
-        "length_mean": sum(r["length"] for r in records) / n,
-        "clipped_ratio": sum(r["clipped"] for r in records) / n,
-        "wall_s": wall,
+        "n": len(items),
+        "n_samples": n,
+        "n_completions": len(records),
     }
-    return records, metrics
+    for k in bench.pass_k:
+        metrics[f"pass_at_{k}"] = sum(pass_at_k(n, sum(c), k) for c in items) / len(items)
+    if spec.category_key is not None:
+        cats: dict[str, list[int]] = defaultdict(list)
+        for g, c in zip(groups, items, strict=True):
+            cats[str(g.prompt.meta.get(spec.category_key, "unknown"))].append(sum(c))
+        metrics["per_category"] = {
+            cat: {"n": len(cs), spec.metric: sum(cs) / (n * len(cs))} for cat, cs in sorted(cats.items())
+        }
+    m = len(records)
+    metrics.update(
+        answer_rate=sum(r["extracted"] is not None for r in records) / m,
+        extraction_counts=dict(sorted(Counter(str(r["extraction"]) for r in records).items())),
+        self_certainty_mean=sum(r["self_certainty"] or 0.0 for r in records) / m,
+        length_mean=sum(r["length"] for r in records) / m,
+        clipped_ratio=sum(r["clipped"] for r in records) / m,
+    )
+    return metrics
 
 
 def save_evaluation(out_dir: Path, records: list[dict[str, Any]], metrics: dict[str, Any]) -> None:

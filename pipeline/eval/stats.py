@@ -1,11 +1,13 @@
-"""Confidence intervals for benchmark accuracies."""
+"""Benchmark statistics: confidence intervals and the unbiased pass@k estimator."""
 
 from __future__ import annotations
 
 import math
 
+Z95 = 1.959963984540054
 
-def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+
+def wilson_interval(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
     """95% Wilson score interval of a binomial proportion (well-behaved at 0%, 100% and small n)."""
     if n <= 0:
         return (math.nan, math.nan)
@@ -17,3 +19,29 @@ def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tup
     low = 0.0 if successes == 0 else max(0.0, centre - half)
     high = 1.0 if successes == n else min(1.0, centre + half)
     return (low, high)
+
+
+def mean_interval(values: list[float], z: float = Z95) -> tuple[float, float]:
+    """Normal-approximation 95% interval of a mean of per-item scores in [0, 1] (clipped to [0, 1])."""
+    n = len(values)
+    if n < 2:
+        return (math.nan, math.nan)
+    mean = sum(values) / n
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    half = z * sd / math.sqrt(n)
+    return (max(0.0, mean - half), min(1.0, mean + half))
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k from n samples with c correct (Chen et al. 2021): 1 - C(n-c, k) / C(n, k).
+
+    Written as a running product so large n does not overflow.
+    """
+    if not 0 <= c <= n or not 1 <= k <= n:
+        raise ValueError(f"pass@k needs 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
+    if n - c < k:
+        return 1.0
+    prob_all_wrong = 1.0
+    for i in range(n - c + 1, n + 1):
+        prob_all_wrong *= 1.0 - k / i
+    return 1.0 - prob_all_wrong

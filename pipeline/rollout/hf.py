@@ -26,6 +26,12 @@ def left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Te
     return ids, mask
 
 
+def cut_at_stop(text: str, stop: list[str]) -> str:
+    """`text` up to the earliest occurrence of any stop string (the stop string itself removed)."""
+    cuts = [i for i in (text.find(s) for s in stop if s) if i >= 0]
+    return text[: min(cuts)] if cuts else text
+
+
 class CertaintyRecorder(LogitsProcessor):
     """Records KL(U || p) of every generation step from the logits `generate` sees, returns them unchanged.
 
@@ -108,7 +114,10 @@ class HFRolloutEngine:
             for j, r in enumerate(rows):
                 mask[j, len(r) :] = 0
             texts = [
-                self.tokenizer.decode(ids[j][mask[j].bool()], skip_special_tokens=True) for j in range(n)
+                cut_at_stop(
+                    self.tokenizer.decode(ids[j][mask[j].bool()], skip_special_tokens=True), sampling.stop
+                )
+                for j in range(n)
             ]
             sc = torch.tensor(certainty[i * n : (i + 1) * n]) if self.record_certainty else None
             groups.append(RolloutGroup(prompt, torch.tensor(prompt_ids[i]), ids, mask, texts, sc))
@@ -127,6 +136,9 @@ class HFRolloutEngine:
             "eos_token_id": self.eos_ids,
             "pad_token_id": self.pad_id,
         }
+        if sampling.stop:
+            # HF stops a row once its decoded tail ends with a stop string (needs the tokenizer).
+            kwargs.update(stop_strings=list(sampling.stop), tokenizer=self.tokenizer)
         if not greedy:
             # top_k=0: HF may take top_k=50 from a model's generation_config; the paper samples without it.
             kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=0)

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from pipeline.config import BenchmarkConfig, DataConfig
-from pipeline.data.registry import load_benchmark
+from pipeline.eval.benchmarks import load_benchmark
 from pipeline.eval.runner import evaluate_prompts, save_evaluation
 from pipeline.eval.stats import wilson_interval
 from pipeline.models import tiny_random_model

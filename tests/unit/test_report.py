@@ -24,10 +24,25 @@ def test_table_rows_columns_and_missing_cells(tmp_path) -> None:
 
     table = results_table(load_eval_metrics(ev), ["base", "intuitor", "grpo"], ["arith", "gsm8k"])
     lines = table.splitlines()
-    assert lines[0] == "| model | arith | gsm8k |"
+    assert lines[0] == "| model | arith (accuracy) | gsm8k (accuracy) |"
     assert lines[2] == "| base | 0.250 [0.15, 0.35] (n=120) | - |"
     assert lines[3] == "| intuitor | 0.300 [0.20, 0.40] (n=120) | 0.500 [0.40, 0.60] (n=100) |"
     assert lines[4] == "| grpo | - | - |"
+
+
+def test_cells_name_the_metric_and_never_invent_a_score(tmp_path) -> None:
+    ev = tmp_path / "eval"
+    for bench, body in (
+        ("humaneval", {"metric": "pass_at_1", "score": 0.125, "ci95_low": 0.08, "ci95_high": 0.19, "n": 164}),
+        ("alpaca_eval", {"metric": "lc_win_rate", "score": None, "status": "not judged", "n": 100}),
+    ):
+        (ev / "base" / bench).mkdir(parents=True)
+        (ev / "base" / bench / "metrics.json").write_text(json.dumps(body))
+    from pipeline.report import load_eval_metrics
+
+    lines = results_table(load_eval_metrics(ev), ["base"], ["humaneval", "alpaca_eval"]).splitlines()
+    assert lines[0] == "| model | humaneval (pass_at_1) | alpaca_eval (lc_win_rate) |"
+    assert lines[2] == "| base | 0.125 [0.08, 0.19] (n=164) | not judged (n=100) |"
 
 
 def test_write_report_with_curves(tmp_path) -> None:

@@ -7,8 +7,11 @@ alpaca_eval library) are never imported by the others.
 from __future__ import annotations
 
 import importlib
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from pipeline.config import BenchmarkConfig, DataConfig
 from pipeline.eval.verdict import Verdict
@@ -29,9 +32,25 @@ class Benchmark:
     metric: str = "accuracy"
     # Prompt.meta key whose value splits the headline metric per category (e.g. MMLU-Pro's subject).
     category_key: str | None = None
+    # Optional benchmark-level scoring merged into metrics.json (AlpacaEval's judged win rate):
+    # (prompts, completions, bench, model name, output dir or None) -> metrics.
+    summarize: (
+        Callable[[list[Prompt], list[str], BenchmarkConfig, str, Path | None], dict[str, Any]] | None
+    ) = None
 
 
 def get_benchmark(name: str) -> Benchmark:
     if name not in NAMES:
         raise KeyError(f"benchmarks.{name}: unknown benchmark; available: {list(NAMES)}")
     return importlib.import_module(f"pipeline.eval.benchmarks.{name}").BENCHMARK
+
+
+def load_benchmark(bench: BenchmarkConfig, data: DataConfig, system_prompt: str | None) -> list[Prompt]:
+    """A benchmark's items; with `limit`, a seeded random subset (kept in dataset order)."""
+    prompts = get_benchmark(bench.name).load(bench, data, system_prompt)
+    if not prompts:
+        raise ValueError(f"benchmarks.{bench.name}: the dataset has no items")
+    if bench.limit is not None and bench.limit < len(prompts):
+        keep = sorted(random.Random(bench.seed).sample(range(len(prompts)), bench.limit))
+        prompts = [prompts[i] for i in keep]
+    return prompts
