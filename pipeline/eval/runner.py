@@ -93,8 +93,14 @@ def evaluate_prompts(
     metrics = score(spec, bench, groups, records)
     metrics.update(generate_s=generate_s, grade_s=grade_s)
     if spec.summarize is not None:
-        # Benchmark-level scoring that no single completion carries (AlpacaEval's judged win rate).
+        # Benchmark-level scoring that no single completion carries (AlpacaEval's judged win rate): it
+        # replaces the per-item headline, which for such a benchmark would be a meaningless 0.
+        if out_dir is None:
+            raise ValueError(f"benchmark {bench.name!r} writes benchmark-level files: pass out_dir")
+        for key in ("ci95_low", "ci95_high", *(f"pass_at_{k}" for k in bench.pass_k)):
+            metrics.pop(key, None)
         metrics.update(spec.summarize(flat_prompts, flat_texts, bench, model_name, out_dir))
+        metrics["score"] = metrics.get(spec.metric)
     metrics["wall_s"] = time.perf_counter() - t0
     return records, metrics
 

@@ -74,3 +74,17 @@ def test_categories_split_the_headline_metric(tokenizer) -> None:
     per = metrics["per_category"]
     assert sum(row["n"] for row in per.values()) == 6
     assert set(per) == {p.meta["subject"] for p in prompts}
+
+
+def test_unjudged_alpaca_eval_reports_no_number(tmp_path, tokenizer) -> None:
+    bench = BenchmarkConfig(name="alpaca_eval", split="eval", limit=3, max_new_tokens=4, batch_size=3)
+    prompts = load_benchmark(bench, DataConfig(), None)
+    records, metrics = evaluate_prompts(
+        tiny_random_model(), tokenizer, prompts, bench, show_progress=False, out_dir=tmp_path, model_name="m"
+    )
+    assert metrics["status"] == "not judged" and metrics["n"] == 3
+    assert metrics["score"] is None and metrics["lc_win_rate"] is None
+    assert "ci95_low" not in metrics and "pass_at_1" not in metrics
+    assert (tmp_path / "model_outputs.json").is_file() and len(records) == 3
+    with pytest.raises(ValueError, match="out_dir"):
+        evaluate_prompts(tiny_random_model(), tokenizer, prompts, bench, show_progress=False)
