@@ -41,3 +41,36 @@ def test_wilson_interval_known_values() -> None:
     low, high = wilson_interval(8, 10)
     assert low == pytest.approx(0.4902, abs=1e-4) and high == pytest.approx(0.9433, abs=1e-4)
     assert wilson_interval(0, 5)[0] == 0.0 and wilson_interval(5, 5)[1] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("name", "split", "metric"),
+    [
+        ("humaneval", "test", "pass_at_1"),
+        ("cruxeval", "test", "accuracy"),
+        ("livecodebench", "test", "pass_at_1_public"),
+        ("mmlu_pro", "test", "accuracy"),
+        ("alpaca_eval", "eval", "lc_win_rate"),
+    ],
+)
+def test_every_benchmark_runs_end_to_end_on_the_tiny_model(tmp_path, tokenizer, name, split, metric) -> None:
+    from pipeline.data.records import read_prompts, write_prompts
+
+    bench = BenchmarkConfig(name=name, split=split, limit=2, seed=1, max_new_tokens=8, batch_size=2)
+    prompts = load_benchmark(bench, DataConfig(), "SYS")
+    # the data stage's jsonl round trip keeps everything the grader needs
+    write_prompts(prompts, tmp_path / "items.jsonl")
+    prompts = read_prompts(tmp_path / "items.jsonl")
+    records, metrics = evaluate_prompts(
+        tiny_random_model(),
+        tokenizer,
+        prompts,
+        bench,
+        show_progress=False,
+        out_dir=tmp_path,
+        model_name="tiny",
+    )
+    assert metrics["metric"] == metric and metrics["n"] == 2 and len(records) == 2
+    assert all(r["correct"] is False for r in records)  # a random model solves nothing
+    save_evaluation(tmp_path, records, metrics)
+    assert json.loads((tmp_path / "metrics.json").read_text())["benchmark"] == name
