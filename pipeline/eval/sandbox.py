@@ -5,8 +5,9 @@ protections up, forks the program and reports its pid, exit status and CPU time 
 private pipe. The parent feeds stdin, reads stdout/stderr up to a byte cap and enforces the wall clock.
 
 Always: a fresh `intuitor-sandbox-*` work dir holding `main.py`, removed after every run (also on
-timeout or error); a minimal environment (PATH, locale, HOME/TMPDIR = work dir, one BLAS thread) and
-`python -s -P -B -X utf8` with PYTHONHASHSEED=0; rlimits CPU (soft `cpu_s`, hard +1 s), AS, FSIZE, NPROC and CORE=0; output caps
+timeout or error); a minimal environment (PATH, locale, HOME/TMPDIR = work dir, one BLAS thread,
+PYTHONHASHSEED=0) and `python -s -P -B -X utf8`; rlimits CPU (soft `cpu_s`, hard +1 s), AS, FSIZE,
+NPROC and CORE=0; output caps
 (past `max_output_bytes` on a stream the run is killed and marked truncated); on timeout a SIGKILL to
 the program through a pidfd and to the bootstrap's process group.
 
