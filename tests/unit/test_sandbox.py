@@ -307,5 +307,5 @@ def test_user_namespace_path_works_and_no_path_keeps_capabilities() -> None:
 
 def test_isolation_report_matches_what_runs_get() -> None:
     report = isolation_report()
-    assert set(report) == set(sandbox._PROTECTIONS) and all(isinstance(v, bool) for v in report.values())
+    assert set(report) == set(sandbox.PROTECTIONS) and all(isinstance(v, bool) for v in report.values())
     assert run_python("pass").network_isolated == report["network_namespace"]
