@@ -57,6 +57,16 @@ class RolloutConfig:
     engine: Literal["hf", "vllm"] = "hf"
     # Sequences per generation batch.
     batch_size: int = 32
+    # vllm only: fraction of GPU memory the colocated vLLM may take (weights + KV cache).
+    gpu_memory_utilization: float = 0.3
+    # vllm only: release vLLM's GPU memory between rollouts, so the training pass can use it.
+    enable_sleep_mode: bool = True
+    # vllm only: 1 offloads vLLM's weights to CPU while asleep, 2 discards them (resynced each step).
+    sleep_level: int = 1
+    # vllm only: context length vLLM reserves for (null = max_prompt_tokens + max_new_tokens if set).
+    max_model_len: int | None = None
+    # vllm only: extra keyword arguments for vllm.LLM (e.g. enforce_eager, max_num_batched_tokens).
+    llm_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -34,5 +34,10 @@ def check_runnable(cfg: PipelineConfig) -> None:
             raise ConfigError(
                 f"benchmarks.{key}.name: unknown benchmark {bench.name!r}; allowed: {list(NAMES)}"
             )
-    if cfg.rollout.engine != "hf":
-        raise ConfigError(f"rollout.engine: {cfg.rollout.engine!r} is not available yet; allowed: ['hf']")
+    if cfg.rollout.engine == "vllm":
+        # Imported here: the check needs torch, which reading params.yaml does not.
+        from pipeline.rollout.vllm import vllm_unavailable_reason
+
+        reason = vllm_unavailable_reason()
+        if reason is not None:
+            raise ConfigError(reason)

@@ -108,8 +108,25 @@ def test_an_empty_benchmark_list_means_no_evaluation(tmp_path) -> None:
     assert cfg.benchmarks == {} and set(cfg.methods) == {"intuitor", "grpo", "grpo_pv"}
 
 
-def test_unavailable_rollout_engine_is_rejected_at_load(tmp_path) -> None:
+def test_unavailable_rollout_engine_is_rejected_at_load(tmp_path, monkeypatch) -> None:
+    import importlib.util
+
+    import torch
+
     cfg = load_params(compose_params(tmp_path / "p.yaml", ["rollout=vllm"]))
-    with pytest.raises(ValueError, match=r"rollout.engine: 'vllm' is not available yet"):
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda n, *a: None if n == "vllm" else real_find_spec(n, *a)
+    )
+    with pytest.raises(ValueError, match=r"rollout.engine=vllm .*vllm package is not installed.*\.\[gpu\]"):
         check_runnable(cfg)
     check_runnable(load_params(compose_params(tmp_path / "q.yaml", [])))
+    # Installed but no GPU: still one clear error; both present: runnable.
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda n, *a: object() if n == "vllm" else real_find_spec(n, *a)
+    )
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match=r"rollout.engine=vllm .*CUDA is not available"):
+        check_runnable(cfg)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    check_runnable(cfg)

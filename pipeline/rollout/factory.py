@@ -1,0 +1,54 @@
+"""Build the rollout engine a training run's config selects (`rollout.engine`: hf or vllm)."""
+
+from __future__ import annotations
+
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from pipeline.config import AlgorithmConfig, ConfigError, TrainConfig
+from pipeline.models import resolve_model_path
+from pipeline.rollout.base import RolloutEngine
+from pipeline.rollout.hf import HFRolloutEngine
+
+
+def default_max_model_len(alg: AlgorithmConfig) -> int | None:
+    """Prompt budget + completion budget when the prompt budget is known; None lets vLLM read the
+    model's own limit (which may reserve far more KV cache than a rollout needs)."""
+    if alg.max_prompt_tokens is None:
+        return None
+    return alg.max_prompt_tokens + alg.max_new_tokens
+
+
+def make_engine(
+    cfg: TrainConfig,
+    policy: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    show_progress: bool = True,
+) -> RolloutEngine:
+    """The engine that samples `policy`'s rollouts: HF generate on the policy itself, or a colocated
+    vLLM (imported only here) that follows the policy's weights."""
+    engine = cfg.rollout.engine
+    if engine == "hf":
+        return HFRolloutEngine(policy, tokenizer, show_progress=show_progress)
+    if engine == "vllm":
+        from pipeline.rollout.vllm import VLLMRolloutEngine
+
+        r = cfg.rollout
+        return VLLMRolloutEngine(
+            # vLLM reads the architecture (and initial weights) from the folder the policy came from;
+            # the first rollout then loads the policy's current weights (e.g. after a resume).
+            resolve_model_path(cfg.model),
+            tokenizer,
+            policy=policy,
+            revision=cfg.model.revision,
+            dtype=cfg.model.dtype,
+            seed=cfg.trainer.seed,
+            gpu_memory_utilization=r.gpu_memory_utilization,
+            enable_sleep_mode=r.enable_sleep_mode,
+            sleep_level=r.sleep_level,
+            max_model_len=r.max_model_len or default_max_model_len(cfg.algorithm),
+            max_num_seqs=r.batch_size,
+            show_progress=show_progress,
+            llm_kwargs=r.llm_kwargs,
+        )
+    raise ConfigError(f"rollout.engine: unknown engine {engine!r}; allowed: ['hf', 'vllm']")
