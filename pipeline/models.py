@@ -26,6 +26,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
+from pipeline.attention import use_gqa_attention
 from pipeline.config import ModelConfig
 from pipeline.types import Prompt
 
@@ -130,6 +131,10 @@ def load_model_and_tokenizer(
     """The policy (in eval mode: dropout would make old and new log-probs differ) and its tokenizer."""
     path = resolve_model_path(cfg)
     model = AutoModelForCausalLM.from_pretrained(path, revision=cfg.revision, dtype=getattr(torch, cfg.dtype))
+    if device == "cpu":
+        # CPU decode is memory-bound on transformers' K/V head copy (see pipeline/attention.py); on GPU
+        # the stock SDPA path picks the fused kernels.
+        use_gqa_attention(model)
     return model.to(device).eval(), load_tokenizer(path, cfg.revision)
 
 

@@ -55,7 +55,13 @@ def evaluate_prompts(
     spec = get_benchmark(bench.name)
     engine = HFRolloutEngine(model, tokenizer, show_progress=show_progress, record_certainty=True)
     t0 = time.perf_counter()
-    groups = engine.generate(prompts, bench.n_samples, sampling_for(bench), seed=bench.seed)
+    # Batch prompts of similar length together: left padding to the longest prompt of a batch costs
+    # every row of it at each decode step. Greedy completions do not depend on the batch they are in.
+    order = sorted(range(len(prompts)), key=lambda i: _prompt_chars(prompts[i]), reverse=True)
+    generated = engine.generate([prompts[i] for i in order], bench.n_samples, sampling_for(bench), bench.seed)
+    groups = [generated[0]] * len(prompts)
+    for position, i in enumerate(order):
+        groups[i] = generated[position]
     generate_s = time.perf_counter() - t0
     flat_prompts = [g.prompt for g in groups for _ in g.texts]
     flat_texts = [t for g in groups for t in g.texts]
@@ -103,6 +109,10 @@ def evaluate_prompts(
         metrics["score"] = metrics.get(spec.metric)
     metrics["wall_s"] = time.perf_counter() - t0
     return records, metrics
+
+
+def _prompt_chars(prompt: Prompt) -> int:
+    return len(prompt.text) if prompt.text is not None else sum(len(m["content"]) for m in prompt.messages)
 
 
 def _headline(per_item: list[float], correct: int, n_items: int, n_samples: int) -> tuple[float, float]:

@@ -71,6 +71,8 @@ def test_every_benchmark_runs_end_to_end_on_the_tiny_model(tmp_path, tokenizer, 
         model_name="tiny",
     )
     assert metrics["metric"] == metric and metrics["n"] == 2 and len(records) == 2
+    # generation runs longest prompt first; records come back in dataset order
+    assert [r["id"] for r in records] == [p.id for p in prompts]
     assert all(r["correct"] is False for r in records)  # a random model solves nothing
     save_evaluation(tmp_path, records, metrics)
     assert json.loads((tmp_path / "metrics.json").read_text())["benchmark"] == name
