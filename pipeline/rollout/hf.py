@@ -136,6 +136,10 @@ class HFRolloutEngine:
             "eos_token_id": self.eos_ids,
             "pad_token_id": self.pad_id,
         }
+        if device.type == "cpu":
+            # A preallocated KV cache: the default one grows by torch.cat every step, which at long
+            # contexts is most of a CPU decode step (measured 4x slower per step at 800-token prompts).
+            kwargs["cache_implementation"] = "static"
         if sampling.stop:
             # HF stops a row once its decoded tail ends with a stop string (needs the tokenizer).
             kwargs.update(stop_strings=list(sampling.stop), tokenizer=self.tokenizer)
