@@ -62,6 +62,12 @@ _SETUP_TIMEOUT_S = 30.0  # for the bootstrap's setup, on top of wall_s: generous
 _DRAIN_S = 0.5  # after the bootstrap exits, for leftover writers (possible only without a PID ns)
 
 
+@functools.cache
+def _base_python() -> str:
+    """The interpreter the venv was made from (a venv's python is a symlink to it)."""
+    return os.path.realpath(sys.executable)
+
+
 class SandboxError(RuntimeError):
     """The sandbox itself failed (not the program): raised, never graded as a wrong answer."""
 
@@ -149,11 +155,12 @@ def _run(source: str, stdin: str, limits: SandboxLimits, mode: str = "auto") -> 
             "fds": [info_w, go_r],
             "mode": mode,
             "limits": [limits.cpu_limit_s, limits.memory_mb, limits.file_size_mb, limits.max_processes],
-            "python": sys.executable,
-            # What the interpreter reads (the bootstrap's own sys.prefix lacks the venv: it runs -S).
-            "expose": sorted({os.path.realpath(p) for p in (sys.base_prefix, sys.prefix)}),
+            # The base interpreter, not the venv's: programs get the standard library only, and a venv
+            # under /tmp (a checkout there) would be hidden by the private /tmp anyway.
+            "python": _base_python(),
+            "expose": [os.path.realpath(sys.base_prefix)],
             "env": {
-                "PATH": os.pathsep.join([os.path.dirname(sys.executable), "/usr/local/bin:/usr/bin:/bin"]),
+                "PATH": os.pathsep.join([os.path.dirname(_base_python()), "/usr/local/bin:/usr/bin:/bin"]),
                 "LANG": "C.UTF-8",
                 "LC_ALL": "C.UTF-8",
                 # A fixed string-hash seed: set/dict iteration order of str is reproducible across runs

@@ -143,7 +143,13 @@ def _private_mounts(libc: Any, workdir: str, expose: list[str]) -> dict[str, boo
             _mount(libc, f"/proc/self/fd/{fd}", path, None, _MS_BIND | _MS_REC)
         os.close(fd)
     # /tmp last: the work dir lives under it, and its path stops resolving once /tmp is covered.
-    targets = [t for t in ("/var/tmp", "/dev/shm", "/tmp") if os.path.isdir(t) and not os.path.islink(t)]
+    # A temp dir holding the interpreter itself (a Python installed under /tmp) stays visible: covering it
+    # would leave nothing to exec (then private_tmp is reported False).
+    targets = [
+        t
+        for t in ("/var/tmp", "/dev/shm", "/tmp")
+        if os.path.isdir(t) and not os.path.islink(t) and not any(p.startswith(t + "/") for p in expose)
+    ]
     with contextlib.suppress(OSError):
         for target in targets:
             _mount(libc, workdir, target, None, _MS_BIND)
