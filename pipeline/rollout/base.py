@@ -12,9 +12,11 @@ from pipeline.types import Prompt, RolloutGroup
 
 class RolloutEngine(Protocol):
     def generate(
-        self, prompts: list[Prompt], n: int, sampling: SamplingConfig, seed: int
+        self, prompts: list[Prompt], n: int, sampling: SamplingConfig, seed: int, first_prompt: int = 0
     ) -> list[RolloutGroup]:
-        """n sampled completions for each prompt, in prompt order; deterministic for a given seed."""
+        """n sampled completions for each prompt, in prompt order. Completion j of prompts[i] depends
+        only on (seed, first_prompt + i, j): `first_prompt` is the global index of prompts[0] when a
+        step's prompts are sharded across processes."""
         ...
 
     def sync_weights(self, model: torch.nn.Module) -> None:

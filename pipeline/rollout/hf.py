@@ -11,6 +11,7 @@ from transformers import LogitsProcessor, LogitsProcessorList, PreTrainedModel, 
 from pipeline.config import SamplingConfig
 from pipeline.models import prompt_ids as render_prompt
 from pipeline.rollout.base import completion_mask
+from pipeline.rollout.sampling import SeededSampler, request_seed
 from pipeline.types import Prompt, RolloutGroup
 
 
@@ -84,22 +85,24 @@ class HFRolloutEngine:
 
     @torch.no_grad()
     def generate(
-        self, prompts: list[Prompt], n: int, sampling: SamplingConfig, seed: int
+        self, prompts: list[Prompt], n: int, sampling: SamplingConfig, seed: int, first_prompt: int = 0
     ) -> list[RolloutGroup]:
         prompt_ids = [render_prompt(self.tokenizer, p) for p in prompts]
         if sampling.max_prompt_tokens is not None:
             # Left truncation keeps the end of the prompt: the question and the opened assistant turn.
             prompt_ids = [ids[-sampling.max_prompt_tokens :] for ids in prompt_ids]
-        # One request per completion, prompt-major, so a group's completions stay contiguous.
-        requests = [i for i in range(len(prompts)) for _ in range(n)]
+        # One request per completion, prompt-major, so a group's completions stay contiguous; each has
+        # its own seed from the prompt's global index, so batching and sharding change nothing.
+        requests = [(i, j) for i in range(len(prompts)) for j in range(n)]
         outputs: list[list[int]] = []
         certainty: list[float] = []
         bs = max(1, sampling.batch_size)
         batches = range(0, len(requests), bs)
         bar = tqdm(batches, desc="rollout", unit="batch", disable=not self.show_progress or len(batches) < 2)
-        for bi, start in enumerate(bar):
+        for start in bar:
             chunk = requests[start : start + bs]
-            rows, sc = self._generate_batch([prompt_ids[i] for i in chunk], sampling, seed * 1_000_003 + bi)
+            seeds = [request_seed(seed, first_prompt + i, j) for i, j in chunk]
+            rows, sc = self._generate_batch([prompt_ids[i] for i, _ in chunk], sampling, seeds)
             outputs.extend(rows)
             certainty.extend(sc)
         groups = []
@@ -124,14 +127,14 @@ class HFRolloutEngine:
         return groups
 
     def _generate_batch(
-        self, rows: list[list[int]], sampling: SamplingConfig, seed: int
+        self, rows: list[list[int]], sampling: SamplingConfig, seeds: list[int]
     ) -> tuple[list[list[int]], list[float]]:
         """Completions (cut after the first EOS) and, if recording, their mean self-certainty."""
         ids, attn = left_pad(rows, self.pad_id)
         device = next(self.model.parameters()).device
-        greedy = sampling.temperature <= 0
         kwargs = {
-            "do_sample": not greedy,
+            # Always greedy over what the processors return: SeededSampler turns it into sampling.
+            "do_sample": False,
             "max_new_tokens": sampling.max_new_tokens,
             "eos_token_id": self.eos_ids,
             "pad_token_id": self.pad_id,
@@ -143,17 +146,17 @@ class HFRolloutEngine:
         if sampling.stop:
             # HF stops a row once its decoded tail ends with a stop string (needs the tokenizer).
             kwargs.update(stop_strings=list(sampling.stop), tokenizer=self.tokenizer)
-        if not greedy:
-            # top_k=0: HF may take top_k=50 from a model's generation_config; the paper samples without it.
-            kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=0)
+        # No temperature/top-k/top-p warpers from a model's generation_config: the sampler does them.
+        kwargs.update(temperature=None, top_p=None, top_k=None)
         recorder = CertaintyRecorder()
+        processors = LogitsProcessorList()
         if self.record_certainty:
-            kwargs["logits_processor"] = LogitsProcessorList([recorder])
-        # A private RNG stream per batch: rollouts depend on (seed, batch) only, which makes a
-        # resumed run sample exactly what an uninterrupted one would.
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(seed)
-            out = self.model.generate(input_ids=ids.to(device), attention_mask=attn.to(device), **kwargs)
+            processors.append(recorder)  # first: it must see the raw logits
+        if sampling.temperature > 0:
+            processors.append(SeededSampler(seeds, ids.shape[1], sampling.temperature, sampling.top_p))
+        out = self.model.generate(
+            input_ids=ids.to(device), attention_mask=attn.to(device), logits_processor=processors, **kwargs
+        )
         completions = out[:, ids.shape[1] :].cpu()
         per_token = recorder.per_token()  # [batch, steps]
         result, certainty = [], []

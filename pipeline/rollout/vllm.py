@@ -19,7 +19,6 @@ LLM.apply_model, LLM.sleep(level), LLM.wake_up(tags), LLM.reset_prefix_cache.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.util
 import os
 import socket
@@ -33,6 +32,7 @@ from pipeline.config import ConfigError, SamplingConfig
 from pipeline.models import prompt_ids as render_prompt
 from pipeline.rollout.base import completion_mask
 from pipeline.rollout.hf import cut_at_stop
+from pipeline.rollout.sampling import request_seed
 from pipeline.types import Prompt, RolloutGroup
 
 # Wrappers that prefix parameter names: removed wherever they occur (FSDP1 and activation
@@ -40,8 +40,6 @@ from pipeline.types import Prompt, RolloutGroup
 _WRAPPER_INFIXES = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.", "_orig_mod.")
 # DDP / DeepSpeed engines wrap the whole model as `.module`: only a leading prefix is theirs.
 _LEADING_PREFIX = "module."
-# Request seeds stay below 2**63: vLLM seeds a torch.Generator per request (64-bit signed is safe).
-_SEED_MODULUS = 2**63 - 1
 
 
 def vllm_unavailable_reason() -> str | None:
@@ -69,13 +67,6 @@ def _import_vllm() -> Any:
 
 
 # ---------------------------------------------------------------------------- sampling parameters
-def request_seed(seed: int, prompt_index: int, sample_index: int) -> int:
-    """A seed for one completion, a stable hash of (step seed, prompt, sample): reproducible across
-    runs and processes (unlike `hash()`), distinct across the completions of a step."""
-    digest = hashlib.blake2b(f"{seed}:{prompt_index}:{sample_index}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") % _SEED_MODULUS
-
-
 def sampling_params_kwargs(
     sampling: SamplingConfig,
     seed: int,
@@ -356,7 +347,7 @@ class VLLMRolloutEngine:
 
     @torch.no_grad()
     def generate(
-        self, prompts: list[Prompt], n: int, sampling: SamplingConfig, seed: int
+        self, prompts: list[Prompt], n: int, sampling: SamplingConfig, seed: int, first_prompt: int = 0
     ) -> list[RolloutGroup]:
         if self.policy is not None:
             self.sync_weights(self.policy)
@@ -368,7 +359,9 @@ class VLLMRolloutEngine:
         # One request per completion, prompt-major, so a group's completions stay contiguous.
         requests = [{"prompt_token_ids": prompt_ids[i]} for i in range(len(prompts)) for _ in range(n)]
         params = [
-            self._sampling_params_cls(**sampling_params_kwargs(sampling, seed, i, j, self.eos_ids))
+            self._sampling_params_cls(
+                **sampling_params_kwargs(sampling, seed, first_prompt + i, j, self.eos_ids)
+            )
             for i in range(len(prompts))
             for j in range(n)
         ]

@@ -22,12 +22,12 @@ from pipeline.config import ConfigError, SamplingConfig, TrainConfig
 from pipeline.models import tiny_random_model, tiny_tokenizer
 from pipeline.rollout.factory import make_engine
 from pipeline.rollout.hf import HFRolloutEngine
+from pipeline.rollout.sampling import request_seed
 from pipeline.rollout.vllm import (
     VLLMRolloutEngine,
     _set_launcher_env,
     outputs_to_groups,
     policy_weights,
-    request_seed,
     sampling_params_kwargs,
     vllm_named_weights,
     vllm_weight_name,
@@ -203,11 +203,16 @@ def test_conversion_reproduces_hf_groups(tiny_model, tokenizer, toy_prompts) -> 
     with torch.no_grad():
         tiny_model.lm_head.weight[tokenizer.eos_token_id] += 0.5  # some completions end early
     hf = HFRolloutEngine(tiny_model, tokenizer, show_progress=False)
-    sampling = SamplingConfig(temperature=1.0, max_new_tokens=12, stop=["a"])
+    sampling = SamplingConfig(temperature=1.0, max_new_tokens=12, stop=list("aeiou"))
     groups = hf.generate(toy_prompts[:3], 3, sampling, seed=5)
     lengths = torch.cat([g.completion_mask.sum(-1) for g in groups])
     assert lengths.min() < 12 and lengths.max() == 12  # both EOS/stop-ended and budget-clipped rows
-    assert "" in [t for g in groups for t in g.texts]  # a completion cut at its stop string
+    full = [
+        tokenizer.decode(g.completion_ids[j][g.completion_mask[j].bool()], skip_special_tokens=True)
+        for g in groups
+        for j in range(3)
+    ]
+    assert [t for g in groups for t in g.texts] != full  # some completion was cut at a stop string
     outputs = [
         request(g.prompt_ids.tolist(), g.completion_ids[j, : int(g.completion_mask[j].sum())].tolist())
         for g in groups
