@@ -159,6 +159,16 @@ class TrainerConfig:
     resume: bool = True
     # Number of completions per step logged as a table artifact (0 = none).
     log_completions: int = 8
+    # Training processes: 1 = this process; more = torchrun (CPU, gloo) or `accelerate launch` (GPU).
+    processes: int = 1
+    # accelerate config for GPU launches (DDP / DeepSpeed / FSDP2), e.g. conf/accelerate/ddp.yaml.
+    accelerate_config: str | None = None
+    # bf16 autocast around rollouts and scoring passes (weights and optimizer stay in model.dtype).
+    mixed_precision: Literal["no", "bf16"] = "no"
+    # Recompute decoder layers in backward (less activation memory, ~1 extra forward).
+    gradient_checkpointing: bool = False
+    # Keep the reference model on the CPU, moved to the device only for its scoring pass.
+    offload_reference: bool = False
 
 
 @dataclass

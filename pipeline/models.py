@@ -138,6 +138,23 @@ def load_model_and_tokenizer(
     return model.to(device).eval(), load_tokenizer(path, cfg.revision)
 
 
+def enable_gradient_checkpointing(model: PreTrainedModel) -> None:
+    """Recompute each decoder layer in backward instead of storing its activations.
+
+    HF recomputes only in train mode, which the trainer switches on for the gradient pass alone; that
+    is only the same computation as eval mode when the model has no active dropout, checked here.
+    """
+    active = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Dropout) and m.p > 0]
+    for attr in ("attention_dropout", "hidden_dropout", "dropout"):
+        if float(getattr(model.config, attr, 0.0) or 0.0) > 0:
+            active.append(f"config.{attr}")
+    if active:
+        raise ValueError(
+            f"trainer.gradient_checkpointing needs a model without dropout (train mode), found {active[:3]}"
+        )
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
 def chat_prompt_ids(tokenizer: PreTrainedTokenizerBase, messages: list[dict[str, str]]) -> list[int]:
     """Token ids of a chat rendered with the tokenizer's template and the assistant turn opened."""
     ids = tokenizer.apply_chat_template(messages, tokenize=True, add_generation_prompt=True)

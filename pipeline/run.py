@@ -19,9 +19,17 @@ from hydra.utils import get_original_cwd
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline.config import PipelineConfig, build
+from pipeline.launcher import needs_launch, run_launched
 from pipeline.params import check_runnable
 from pipeline.tracking import anchor_store
-from pipeline.workflow import evaluate_model, make_report, prepare_data, prepare_model, train_method
+from pipeline.workflow import (
+    evaluate_model,
+    make_report,
+    method_train_config,
+    prepare_data,
+    prepare_model,
+    train_method,
+)
 
 
 def run_job(cfg: PipelineConfig, invocation: str) -> dict[str, float]:
@@ -29,11 +37,18 @@ def run_job(cfg: PipelineConfig, invocation: str) -> dict[str, float]:
     prepare_model(cfg)
     prepare_data(cfg)
     for method in cfg.methods:
-        train_method(cfg, method, invocation=invocation)
+        trainer = method_train_config(cfg, method).trainer
+        if needs_launch(trainer):
+            # the train stage on trainer.processes processes, in this job's folder (its params.yaml)
+            target = ["-m", "stages.train", "--method", method, "--params", "params.yaml"]
+            if run_launched(trainer, target, {"DVC_EXP_NAME": invocation}):
+                raise RuntimeError(f"the {trainer.processes}-process training of {method} failed (see above)")
+        else:
+            train_method(cfg, method, invocation=invocation)
     scores = {}
     for model in cfg.evaluate_models:
         for bench in cfg.benchmarks:
-            scores[f"{model}/{bench}"] = evaluate_model(cfg, model, bench, invocation=invocation)["accuracy"]
+            scores[f"{model}/{bench}"] = evaluate_model(cfg, model, bench, invocation=invocation)["score"]
     make_report(cfg)
     return scores
 

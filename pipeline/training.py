@@ -8,9 +8,10 @@ from pipeline.config import ConfigError, TrainConfig, to_dict
 from pipeline.data.registry import load_prompts
 from pipeline.models import load_model_and_tokenizer
 from pipeline.rewards.registry import REWARDS
+from pipeline.rl.distributed import Distributed
 from pipeline.rl.trainer import Trainer, TrainResult
 from pipeline.rollout.factory import make_engine
-from pipeline.tracking import make_tracker
+from pipeline.tracking import NullTracker, make_tracker
 from pipeline.types import Prompt
 
 
@@ -20,8 +21,12 @@ def run_training(
     parent_run_id: str | None = None,
     prompts: list[Prompt] | None = None,
     tags: dict[str, str] | None = None,
+    stop_after: int | None = None,
 ) -> TrainResult:
-    """Train cfg.method on cfg.data with cfg.model; metrics go to cfg.tracking (MLflow by default)."""
+    """Train cfg.method on cfg.data with cfg.model; metrics go to cfg.tracking (MLflow by default).
+
+    Under torchrun / accelerate launch every process calls this; only the main one tracks and writes.
+    """
     if cfg.trainer.threads > 0:
         torch.set_num_threads(cfg.trainer.threads)
     for i, spec in enumerate(cfg.method.rewards):
@@ -31,8 +36,13 @@ def run_training(
     # Data first: a bad path fails in seconds, before a model loads.
     if prompts is None:
         prompts = load_prompts(cfg.data, cfg.model.system_prompt)
-    policy, tokenizer = load_model_and_tokenizer(cfg.model, cfg.trainer.device)
-    tracker = make_tracker(cfg.tracking)
+    dist = Distributed.from_config(cfg)
+    device = str(dist.device) if dist.device is not None else cfg.trainer.device
+    # Main first: an embedded or builtin model is written to model.cache_dir on first use.
+    with dist.main_first():
+        policy, tokenizer = load_model_and_tokenizer(cfg.model, device)
+    show_progress = show_progress and dist.is_main
+    tracker = make_tracker(cfg.tracking) if dist.is_main else NullTracker()
     run_tags = {
         "method": cfg.method.name,
         "stage": "train",
@@ -47,8 +57,15 @@ def run_training(
         # model and the optimizer state get that GPU memory.
         engine = make_engine(cfg, policy, tokenizer, show_progress=show_progress)
         trainer = Trainer(
-            cfg, policy, tokenizer, prompts, engine=engine, tracker=tracker, show_progress=show_progress
+            cfg,
+            policy,
+            tokenizer,
+            prompts,
+            engine=engine,
+            tracker=tracker,
+            show_progress=show_progress,
+            dist=dist,
         )
-        result = trainer.train()
+        result = trainer.train(stop_after)
     result.run_id = run_id
     return result

@@ -17,13 +17,22 @@ from pathlib import Path
 import yaml
 
 from pipeline.atomic import write_json_atomic, write_text_atomic
-from pipeline.config import ConfigError, ModelConfig, PipelineConfig, apply_override, build, to_dict
+from pipeline.config import (
+    ConfigError,
+    ModelConfig,
+    PipelineConfig,
+    TrainConfig,
+    apply_override,
+    build,
+    to_dict,
+)
 from pipeline.data.records import read_prompts, write_prompts
 from pipeline.data.registry import load_prompts
 from pipeline.eval.benchmarks import load_benchmark
 from pipeline.eval.runner import evaluate_prompts, save_evaluation
 from pipeline.models import load_model_and_tokenizer, resolve_model_path, save_atomically
 from pipeline.report import write_report
+from pipeline.rl.distributed import is_main_process
 from pipeline.tracking import invocation_name, make_tracker, parent_run_id
 from pipeline.training import run_training
 
@@ -61,10 +70,8 @@ def prepare_data(cfg: PipelineConfig) -> dict[str, int]:
     return counts
 
 
-def train_method(
-    cfg: PipelineConfig, method: str, overrides: list[str] | None = None, invocation: str | None = None
-):
-    """Train one method from models/base on data/train.jsonl; final policy to models/<method>."""
+def method_train_config(cfg: PipelineConfig, method: str, overrides: list[str] | None = None) -> TrainConfig:
+    """The TrainConfig of one method of the experiment, with dotted overrides applied."""
     tcfg = cfg.train_config(method, output_dir=f"runs/{method}")
     if overrides:
         tree = to_dict(tcfg)
@@ -73,10 +80,26 @@ def train_method(
             apply_override(tree, key, yaml.safe_load(raw))
         tcfg = build(type(tcfg), tree)
     tcfg.model.name_or_path = cfg.model.cache_dir  # the prepared base model
+    return tcfg
+
+
+def train_method(
+    cfg: PipelineConfig, method: str, overrides: list[str] | None = None, invocation: str | None = None
+) -> dict | None:
+    """Train one method from models/base on data/train.jsonl; final policy to models/<method>.
+
+    Under torchrun / accelerate launch every process trains; only the main one (which returns the
+    summary; the others return None) talks to MLflow and writes the outputs.
+    """
+    tcfg = method_train_config(cfg, method, overrides)
     prompts = read_prompts(Path("data/train.jsonl"))
     t0 = time.perf_counter()
     tags = {"experiment": cfg.experiment.name}
-    result = run_training(tcfg, parent_run_id=parent_run(cfg, invocation), prompts=prompts, tags=tags)
+    main = is_main_process()
+    parent = parent_run(cfg, invocation) if main else None
+    result = run_training(tcfg, parent_run_id=parent, prompts=prompts, tags=tags)
+    if not main:
+        return None
     final = Path("models") / method
     if final.exists():
         shutil.rmtree(final)

@@ -12,7 +12,8 @@ import argparse
 import json
 import sys
 
-from pipeline.workflow import train_method
+from pipeline.launcher import needs_launch, run_launched
+from pipeline.workflow import method_train_config, train_method
 from stages.common import run_stage
 
 
@@ -24,7 +25,17 @@ def main() -> int:
     args = ap.parse_args()
 
     def body(cfg):
-        print(json.dumps(train_method(cfg, args.method, args.overrides), indent=1))
+        trainer = method_train_config(cfg, args.method, args.overrides).trainer
+        if needs_launch(trainer):
+            # This process starts trainer.processes copies of this stage and waits for them.
+            target = ["-m", "stages.train", "--method", args.method, "--params", args.params, *args.overrides]
+            code = run_launched(trainer, target)
+            if code:
+                raise SystemExit(code)
+            return
+        summary = train_method(cfg, args.method, args.overrides)
+        if summary is not None:
+            print(json.dumps(summary, indent=1))
 
     return run_stage(body, args.params)
 

@@ -16,15 +16,25 @@ import torch
 
 
 def token_weights(
-    completion_mask: torch.Tensor, aggregation: str, max_completion_length: int | None = None
+    completion_mask: torch.Tensor,
+    aggregation: str,
+    max_completion_length: int | None = None,
+    *,
+    total_sequences: int | None = None,
+    total_tokens: float | None = None,
 ) -> torch.Tensor:
-    """[N, C] weights that turn per-token losses into the batch loss (0 on masked-out tokens)."""
+    """[N, C] weights that turn per-token losses into the batch loss (0 on masked-out tokens).
+
+    `total_sequences` / `total_tokens` are the whole step's counts when this mask is one process's
+    shard of it (default: this mask's own), so the shards' losses sum to the full-batch loss.
+    """
     mask = completion_mask.double()
-    n = mask.shape[0]
+    n = mask.shape[0] if total_sequences is None else total_sequences
     if aggregation == "grpo":
         w = mask / (mask.sum(-1, keepdim=True).clamp(min=1) * n)
     elif aggregation == "bnpo":
-        w = mask / mask.sum().clamp(min=1)
+        tokens = mask.sum() if total_tokens is None else torch.tensor(float(total_tokens))
+        w = mask / tokens.clamp(min=1)
     elif aggregation == "dr_grpo":
         c_max = max_completion_length if max_completion_length is not None else mask.shape[1]
         w = mask / (n * c_max)

@@ -31,6 +31,74 @@ def group_std_mean(per_seq: torch.Tensor) -> float:
     return float(per_seq.double().std(dim=1).mean())
 
 
+def sequence_statistics(
+    batch: ScoredBatch,
+    total_reward: torch.Tensor,
+    components: dict[str, torch.Tensor],
+    correct: torch.Tensor,
+    answered: torch.Tensor,
+    max_new_tokens: int,
+    eos_ids: list[int],
+) -> dict[str, torch.Tensor]:
+    """Everything the step metrics need, as [N] float64 tensors in sequence order.
+
+    Per-sequence, so that processes holding shards of a step can concatenate them (in rank order =
+    global order) and summarise the whole batch exactly as one process would.
+    """
+    mask = batch.completion_mask
+    lengths = mask.sum(-1)  # [N]
+    # Clipped = ran out of budget without an EOS: the last masked-in token is not an EOS.
+    last = batch.completion_ids.gather(1, (lengths.long() - 1).clamp(min=0)[:, None]).squeeze(1)
+    clipped = (lengths >= max_new_tokens) & ~torch.isin(last, torch.tensor(eos_ids))
+    stats = {
+        "reward": total_reward.flatten(),
+        "correct": correct.flatten(),
+        "answered": answered.flatten(),
+        "length": lengths,
+        "clipped": clipped,
+    }
+    for name, r in components.items():
+        stats[f"reward/{name}"] = r.flatten()
+    if batch.policy is not None:
+        stats["self_certainty"] = masked_sequence_mean(batch.policy.self_certainty, mask)
+        stats["entropy"] = masked_sequence_mean(batch.policy.entropy, mask)
+    if batch.reference is not None:
+        stats["reference_self_certainty"] = masked_sequence_mean(batch.reference.self_certainty, mask)
+        if batch.policy is not None:
+            diff = batch.reference.logprobs - batch.policy.logprobs
+            stats["k3_sum"] = ((torch.exp(diff) - diff - 1.0) * mask).sum(-1)
+    return {k: v.double() for k, v in stats.items()}
+
+
+def summarize_statistics(stats: dict[str, torch.Tensor], group_size: int) -> dict[str, float]:
+    """Reward, self-certainty, gold accuracy, lengths, entropy and KL of one step's rollouts."""
+    reward, correct, lengths = stats["reward"], stats["correct"], stats["length"]
+    out: dict[str, float] = {
+        "reward/mean": float(reward.mean()),
+        "reward/std": float(reward.std()) if reward.numel() > 1 else 0.0,
+        "reward/group_std": group_std_mean(reward.view(-1, group_size)),
+        "gold/accuracy": float(correct.mean()),
+        "gold/answer_rate": float(stats["answered"].mean()),
+        "gold/reward_correlation": point_biserial(reward, correct),
+        "completion/length_mean": float(lengths.mean()),
+        "completion/length_max": float(lengths.max()),
+        "completion/clipped_ratio": float(stats["clipped"].mean()),
+    }
+    for key, r in stats.items():
+        if key.startswith("reward/"):
+            out[f"{key}/mean"] = float(r.mean())
+    if "self_certainty" in stats:
+        out["self_certainty/mean"] = float(stats["self_certainty"].mean())
+        out["self_certainty/group_std"] = group_std_mean(stats["self_certainty"].view(-1, group_size))
+        out["entropy/mean"] = float(stats["entropy"].mean())
+    if "reference_self_certainty" in stats:
+        out["self_certainty/reference_mean"] = float(stats["reference_self_certainty"].mean())
+    if "k3_sum" in stats:
+        # token-weighted mean of the k3 estimator over the batch
+        out["kl"] = float(stats["k3_sum"].sum() / lengths.sum().clamp(min=1))
+    return out
+
+
 def rollout_metrics(
     batch: ScoredBatch,
     total_reward: torch.Tensor,
@@ -40,36 +108,6 @@ def rollout_metrics(
     max_new_tokens: int,
     eos_ids: list[int],
 ) -> dict[str, float]:
-    """Reward, self-certainty, gold accuracy, lengths, entropy and KL of one step's rollouts."""
-    b, g = batch.num_prompts, batch.group_size
-    mask = batch.completion_mask
-    lengths = mask.sum(-1)  # [N]
-    # Clipped = ran out of budget without an EOS: the last masked-in token is not an EOS.
-    last = batch.completion_ids.gather(1, (lengths.long() - 1).clamp(min=0)[:, None]).squeeze(1)
-    clipped = (lengths >= max_new_tokens) & ~torch.isin(last, torch.tensor(eos_ids))
-    out: dict[str, float] = {
-        "reward/mean": float(total_reward.mean()),
-        "reward/std": float(total_reward.std()) if total_reward.numel() > 1 else 0.0,
-        "reward/group_std": group_std_mean(total_reward),
-        "gold/accuracy": float(correct.mean()),
-        "gold/answer_rate": float(answered.mean()),
-        "gold/reward_correlation": point_biserial(total_reward, correct),
-        "completion/length_mean": float(lengths.mean()),
-        "completion/length_max": float(lengths.max()),
-        "completion/clipped_ratio": float(clipped.float().mean()),
-    }
-    for name, r in components.items():
-        out[f"reward/{name}/mean"] = float(r.mean())
-    if batch.policy is not None:
-        sc = masked_sequence_mean(batch.policy.self_certainty, mask).view(b, g)
-        out["self_certainty/mean"] = float(sc.mean())
-        out["self_certainty/group_std"] = group_std_mean(sc)
-        out["entropy/mean"] = float(masked_sequence_mean(batch.policy.entropy, mask).mean())
-    if batch.reference is not None:
-        ref_sc = masked_sequence_mean(batch.reference.self_certainty, mask)
-        out["self_certainty/reference_mean"] = float(ref_sc.mean())
-        if batch.policy is not None:
-            diff = batch.reference.logprobs - batch.policy.logprobs
-            k3 = (torch.exp(diff) - diff - 1.0) * mask
-            out["kl"] = float(k3.sum() / mask.sum().clamp(min=1))
-    return out
+    """The step metrics of one process's batch (see sequence_statistics for the sharded case)."""
+    stats = sequence_statistics(batch, total_reward, components, correct, answered, max_new_tokens, eos_ids)
+    return summarize_statistics(stats, batch.group_size)

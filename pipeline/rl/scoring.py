@@ -172,3 +172,29 @@ def masked_sequence_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tens
     """[N, C] -> [N] mean over masked-in tokens; 0 for an empty completion."""
     mask = mask.to(values.dtype)
     return (values * mask).sum(-1) / mask.sum(-1).clamp(min=1)
+
+
+class CompletionScorer(torch.nn.Module):
+    """score_completions as a module whose forward is the whole scoring pass.
+
+    Process-group wrappers (DDP, FSDP2, DeepSpeed) hook a module's forward; the scoring pass calls the
+    decoder and the output embeddings directly, so the policy is wrapped through this module.
+    Returns (logprobs, self_certainty, entropy), each [N, C].
+    """
+
+    def __init__(self, model: PreTrainedModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        completion_mask: torch.Tensor,
+        prompt_length: int,
+        **options: object,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        s = score_completions(
+            self.model, input_ids, attention_mask, prompt_length, completion_mask, **options
+        )
+        return s.logprobs, s.self_certainty, s.entropy

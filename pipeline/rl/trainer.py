@@ -6,6 +6,7 @@ this loop branches on the method's name.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -24,15 +25,16 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_cosine_sc
 from pipeline.atomic import write_text_atomic
 from pipeline.config import TrainConfig, to_dict
 from pipeline.data.sampler import PromptSampler
-from pipeline.models import save_atomically
+from pipeline.models import enable_gradient_checkpointing, save_atomically
 from pipeline.rewards.gold import answer_rate, gold_correctness
 from pipeline.rewards.registry import combine, needs_reference
 from pipeline.rl.advantages import group_advantages
 from pipeline.rl.batch import collate_groups
 from pipeline.rl.checkpoint import latest_checkpoint, load_checkpoint, read_fingerprint, save_checkpoint
+from pipeline.rl.distributed import Distributed
 from pipeline.rl.loss import grpo_loss, token_weights
-from pipeline.rl.metrics import rollout_metrics
-from pipeline.rl.scoring import masked_sequence_mean, score_completions
+from pipeline.rl.metrics import sequence_statistics, summarize_statistics
+from pipeline.rl.scoring import CompletionScorer, masked_sequence_mean
 from pipeline.rollout.base import RolloutEngine
 from pipeline.rollout.hf import HFRolloutEngine
 from pipeline.tracking import NullTracker, Tracker
@@ -48,6 +50,12 @@ _NEUTRAL_TRAINER_KEYS = (
     "log_completions",
     "threads",
     "output_dir",
+    # the same trajectory on any process count (a prompt's samples follow its global index)
+    "processes",
+    "accelerate_config",
+    # recomputation and placement, not different numbers
+    "gradient_checkpointing",
+    "offload_reference",
 )
 
 
@@ -85,10 +93,15 @@ class Trainer:
         reference: PreTrainedModel | None = None,
         tracker: Tracker | None = None,
         show_progress: bool = True,
+        dist: Distributed | None = None,
     ) -> None:
         alg = cfg.algorithm
         self.cfg = cfg
+        self.dist = dist or Distributed()
+        show_progress = show_progress and self.dist.is_main
         self.policy = policy.eval()  # eval mode: no dropout, so old and new log-probs agree
+        if cfg.trainer.gradient_checkpointing:
+            enable_gradient_checkpointing(policy)
         self.tokenizer = tokenizer
         self.engine = engine or HFRolloutEngine(policy, tokenizer, show_progress=show_progress)
         self.tracker = tracker or NullTracker()
@@ -99,16 +112,25 @@ class Trainer:
         if alg.beta != 0.0 or needs_reference(cfg.method.rewards):
             # Copied before any checkpoint is loaded, so it is the base model, also on resume.
             self.reference = (reference or copy.deepcopy(policy)).eval().requires_grad_(False)
-        self.optimizer = torch.optim.AdamW(
+            if cfg.trainer.mixed_precision == "bf16":
+                # Its passes run under bf16 autocast anyway (matmuls cast fp32 weights to bf16): a bf16
+                # copy computes nearly the same (norm weights rounded) in half the memory.
+                self.reference.to(torch.bfloat16)
+            if cfg.trainer.offload_reference:
+                self.reference.to("cpu")  # moved to the policy's device only for its scoring pass
+        optimizer = torch.optim.AdamW(
             [p for p in policy.parameters() if p.requires_grad],
             lr=alg.lr,
             betas=alg.adam_betas,
             eps=alg.adam_eps,
             weight_decay=alg.weight_decay,
         )
+        # The policy is trained through its scoring pass: that module is what DDP & co. wrap.
+        self.scorer, self.optimizer = self.dist.prepare(CompletionScorer(policy), optimizer)
         total = alg.steps * alg.num_iterations
+        # Built on the plain optimizer: accelerate's scheduler wrapper would step once per process.
         self.scheduler = get_cosine_schedule_with_warmup(
-            self.optimizer, math.ceil(alg.warmup_ratio * total), total
+            getattr(self.optimizer, "optimizer", self.optimizer), math.ceil(alg.warmup_ratio * total), total
         )
         self.out = Path(cfg.trainer.output_dir)
         self.fingerprint = run_fingerprint(cfg, prompts)
@@ -118,18 +140,23 @@ class Trainer:
     # ------------------------------------------------------------------ loop
     def train(self, stop_after: int | None = None) -> TrainResult:
         """Run (or resume) to cfg.algorithm.steps; `stop_after` ends this call after that many steps
-        (a time-boxed job; the next call resumes from the checkpoint it leaves)."""
-        cfg = self.cfg
+        (a time-boxed job; the next call resumes from the checkpoint it leaves).
+
+        With several processes every one runs this loop; only the main process writes files and logs.
+        """
+        cfg, dist = self.cfg, self.dist
         start = 0
         ckpt = latest_checkpoint(self.out / "checkpoints") if cfg.trainer.resume else None
         if ckpt is not None and read_fingerprint(ckpt) != self.fingerprint:
             # A checkpoint of another config (or other data) must never be continued.
             logger.warning("%s was written with a different config or data: starting from step 0", ckpt)
-            shutil.rmtree(self.out / "checkpoints")
+            if dist.is_main:
+                shutil.rmtree(self.out / "checkpoints")
             ckpt = None
         if ckpt is not None:
             start = int(load_checkpoint(ckpt, self.policy, self.optimizer, self.scheduler)["step"])
         history = self._restore_history(start)
+        dist.barrier()
         end = cfg.algorithm.steps if stop_after is None else min(cfg.algorithm.steps, start + stop_after)
         desc = f"train {cfg.method.name}"
         bar = tqdm(range(start, end), desc=desc, unit="step", disable=not self.show_progress)
@@ -137,21 +164,29 @@ class Trainer:
             metrics = self.step(step)
             bar.set_postfix(reward=f"{metrics['reward/mean']:.3g}", acc=f"{metrics['gold/accuracy']:.2f}")
             history.append(metrics)
-            with open(self.out / METRICS_FILE, "a", encoding="utf-8") as f:
-                f.write(json.dumps(metrics) + "\n")
-            self.tracker.log_metrics({k: v for k, v in metrics.items() if k != "step"}, step=step)
             done = step + 1
-            if done % max(1, cfg.trainer.checkpoint_every) == 0 or done in (cfg.algorithm.steps, end):
-                save_checkpoint(
-                    self.out / "checkpoints",
-                    done,
-                    self.policy,
-                    self.optimizer,
-                    self.scheduler,
-                    {"data_position": done * cfg.algorithm.prompts_per_step, "fingerprint": self.fingerprint},
-                    keep_last=cfg.trainer.keep_last,
-                )
-        final = self._save_final() if end == cfg.algorithm.steps else None
+            if dist.is_main:
+                with open(self.out / METRICS_FILE, "a", encoding="utf-8") as f:
+                    f.write(json.dumps(metrics) + "\n")
+                self.tracker.log_metrics({k: v for k, v in metrics.items() if k != "step"}, step=step)
+                if done % max(1, cfg.trainer.checkpoint_every) == 0 or done in (cfg.algorithm.steps, end):
+                    save_checkpoint(
+                        self.out / "checkpoints",
+                        done,
+                        self.policy,
+                        self.optimizer,
+                        self.scheduler,
+                        {
+                            "data_position": done * cfg.algorithm.prompts_per_step,
+                            "fingerprint": self.fingerprint,
+                        },
+                        keep_last=cfg.trainer.keep_last,
+                    )
+            dist.barrier()  # nobody runs ahead of a checkpoint it might have to resume from
+        final = None
+        if end == cfg.algorithm.steps:
+            final = self._save_final() if dist.is_main else self.out / "final"
+            dist.barrier()
         return TrainResult(history=history, final_model=final, resumed_from=start)
 
     def _restore_history(self, start: int) -> list[dict[str, float]]:
@@ -163,41 +198,55 @@ class Trainer:
             for line in path.read_text(encoding="utf-8").splitlines():
                 if line.strip() and (rec := json.loads(line))["step"] < start:
                     kept.append(rec)
-        write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in kept))
+        if self.dist.is_main:
+            write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in kept))
         return kept
 
     def _save_final(self) -> Path:
         return save_atomically(self.out / "final", self.policy, self.tokenizer)
 
     # ------------------------------------------------------------------ one step
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        """bf16 autocast around rollouts and scoring passes when trainer.mixed_precision=bf16."""
+        if self.cfg.trainer.mixed_precision != "bf16":
+            return contextlib.nullcontext()
+        return torch.autocast(self._device().type, dtype=torch.bfloat16)
+
+    def _device(self) -> torch.device:
+        return next(self.policy.parameters()).device
+
     def step(self, step: int) -> dict[str, float]:
-        cfg, alg = self.cfg, self.cfg.algorithm
+        cfg, alg, dist = self.cfg, self.cfg.algorithm, self.dist
         t0 = time.perf_counter()
-        prompts = self.sampler.batch(step)
-        groups = self.engine.generate(
-            prompts, alg.group_size, cfg.sampling, seed=cfg.trainer.seed * 1_000_003 + step
-        )
+        # Every process draws the same global batch and keeps its contiguous shard of prompts.
+        prompts, first = dist.shard(self.sampler.batch(step))
+        with self._autocast():
+            groups = self.engine.generate(
+                prompts,
+                alg.group_size,
+                cfg.sampling,
+                seed=cfg.trainer.seed * 1_000_003 + step,
+                first_prompt=first,
+            )
         t_rollout = time.perf_counter() - t0
 
         batch = collate_groups(groups, self.pad_id)
-        batch.policy = self._score(self.policy, batch)
+        batch.policy = self._score(self.scorer, batch)
         if self.reference is not None:
-            batch.reference = self._score(self.reference, batch)
+            batch.reference = self._score_reference(batch)
         t_score = time.perf_counter() - t0 - t_rollout
 
-        total, parts = combine(cfg.method.rewards, batch)  # [B, G]
+        total, parts = combine(cfg.method.rewards, batch)  # [B, G], this process's prompts
         correct, answered = gold_correctness(batch), answer_rate(batch)
         advantages = group_advantages(total, alg.std_eps, alg.scale_rewards).flatten()  # [N]
         update = self._update(batch, advantages)
         elapsed = time.perf_counter() - t0
 
-        completion_tokens = float(batch.completion_mask.sum())
+        stats = sequence_statistics(batch, total, parts, correct, answered, alg.max_new_tokens, self.eos_ids)
+        stats = {k: dist.gather(v) for k, v in stats.items()}  # the whole step's sequences, in order
+        completion_tokens = float(stats["length"].sum())
         metrics: dict[str, float] = {"step": step}
-        metrics.update(
-            rollout_metrics(
-                batch, total, parts, correct, answered, cfg.algorithm.max_new_tokens, self.eos_ids
-            )
-        )
+        metrics.update(summarize_statistics(stats, alg.group_size))
         metrics.update(update)
         metrics.update(
             {
@@ -209,7 +258,8 @@ class Trainer:
                 "throughput/rollout_tokens_per_s": completion_tokens / max(t_rollout, 1e-9),
             }
         )
-        self._log_completions(step, batch, total, correct)
+        if dist.is_main:
+            self._log_completions(step, batch, total, correct)
         return metrics
 
     def _rows(self, n: int) -> list[slice]:
@@ -221,7 +271,7 @@ class Trainer:
         mask = batch.completion_mask[rows]
         width = max(1, int(mask.sum(-1).max()))
         end = batch.prompt_length + width
-        device = next(self.policy.parameters()).device
+        device = self._device()
         return (
             batch.input_ids[rows, :end].to(device),
             batch.attention_mask[rows, :end].to(device),
@@ -230,36 +280,47 @@ class Trainer:
         )
 
     def _score_rows(
-        self, model: PreTrainedModel, batch: ScoredBatch, rows: slice, with_grad: bool
+        self, scorer: torch.nn.Module, batch: ScoredBatch, rows: slice, with_grad: bool
     ) -> tuple[TokenScores, int]:
         """Score one micro-batch; returns [rows, width] scores and the trimmed completion width."""
         alg = self.cfg.algorithm
         ids, attn, mask, width = self._slice(batch, rows)
-        scores = score_completions(
-            model,
-            ids,
-            attn,
-            batch.prompt_length,
-            mask,
-            chunk_tokens=alg.scoring_chunk_tokens,
-            logprob_temperature=self._temperature(alg.logprob_temperature_scaled),
-            certainty_temperature=self._temperature(alg.sc_temperature_scaled),
-            # the gradient pass only needs log-probs: certainty is a reward, read from the no-grad pass
-            with_certainty=not with_grad,
-            with_grad=with_grad,
-        )
-        return scores, width
+        with self._autocast():
+            logprobs, certainty, entropy = scorer(
+                ids,
+                attn,
+                mask,
+                batch.prompt_length,
+                chunk_tokens=alg.scoring_chunk_tokens,
+                logprob_temperature=self._temperature(alg.logprob_temperature_scaled),
+                certainty_temperature=self._temperature(alg.sc_temperature_scaled),
+                # the gradient pass only needs log-probs: certainty is a reward, read from the no-grad pass
+                with_certainty=not with_grad,
+                with_grad=with_grad,
+            )
+        return TokenScores(logprobs, certainty, entropy), width
 
-    def _score(self, model: PreTrainedModel, batch: ScoredBatch) -> TokenScores:
+    def _score(self, scorer: torch.nn.Module, batch: ScoredBatch) -> TokenScores:
         """The no-grad scoring pass of one model over the batch, in micro-batches."""
         n, c = batch.completion_mask.shape
         out = TokenScores(*(torch.zeros(n, c) for _ in range(3)))
         for rows in self._rows(n):
-            s, width = self._score_rows(model, batch, rows, with_grad=False)
-            out.logprobs[rows, :width] = s.logprobs.cpu()
-            out.self_certainty[rows, :width] = s.self_certainty.cpu()
-            out.entropy[rows, :width] = s.entropy.cpu()
+            s, width = self._score_rows(scorer, batch, rows, with_grad=False)
+            out.logprobs[rows, :width] = s.logprobs.float().cpu()
+            out.self_certainty[rows, :width] = s.self_certainty.float().cpu()
+            out.entropy[rows, :width] = s.entropy.float().cpu()
         return out
+
+    def _score_reference(self, batch: ScoredBatch) -> TokenScores:
+        assert self.reference is not None
+        offload = self.cfg.trainer.offload_reference
+        if offload:
+            self.reference.to(self._device())
+        try:
+            return self._score(CompletionScorer(self.reference), batch)
+        finally:
+            if offload:
+                self.reference.to("cpu")
 
     def _temperature(self, scaled: bool) -> float:
         t = self.cfg.algorithm.temperature
@@ -267,43 +328,54 @@ class Trainer:
 
     def _update(self, batch: ScoredBatch, advantages: torch.Tensor) -> dict[str, float]:
         """num_iterations optimizer steps over the batch, with gradient accumulation over micro-batches."""
-        alg = self.cfg.algorithm
+        alg, dist = self.cfg.algorithm, self.dist
+        mask = batch.completion_mask
+        # The whole step's counts (all processes), so the shards' losses sum to the batch loss.
+        n_all, tokens_all = dist.sum(torch.tensor([mask.shape[0], float(mask.sum())], dtype=torch.float64))
         weights = token_weights(
-            batch.completion_mask, alg.loss_aggregation, self.cfg.algorithm.max_new_tokens
+            mask,
+            alg.loss_aggregation,
+            alg.max_new_tokens,
+            total_sequences=int(n_all),
+            total_tokens=float(tokens_all),
         )
         old = batch.policy.logprobs
         ref = batch.reference.logprobs if batch.reference is not None else None
-        loss = policy_loss = kl = 0.0
-        clipped = tokens = 0
+        # loss, policy loss, kl, clipped tokens, tokens: summed over micro-batches and processes
+        sums = torch.zeros(5, dtype=torch.float64)
         grad_norms, lrs = [], []
-        params = [p for p in self.policy.parameters() if p.requires_grad]
+        params = [p for p in self.scorer.parameters() if p.requires_grad]
+        checkpointing = self.cfg.trainer.gradient_checkpointing
         for _ in range(alg.num_iterations):
             lrs.append(self.scheduler.get_last_lr()[0])
-            for rows in self._rows(batch.completion_mask.shape[0]):
-                scores, width = self._score_rows(self.policy, batch, rows, with_grad=True)
-                device = scores.logprobs.device
-                terms = grpo_loss(
-                    scores.logprobs,
-                    old[rows, :width].to(device),
-                    advantages[rows].to(device),
-                    weights[rows, :width].to(device),
-                    clip_eps_low=alg.clip_eps_low,
-                    clip_eps_high=alg.clip_eps_high,
-                    beta=alg.beta,
-                    ref_logprobs=None if ref is None else ref[rows, :width].to(device),
-                )
-                terms.loss.backward()
-                loss += float(terms.loss.detach())
-                policy_loss += float(terms.policy_loss)
-                kl += float(terms.kl)
-                clipped += int(terms.clipped_tokens)
-                tokens += int(terms.tokens)
+            all_rows = self._rows(mask.shape[0])
+            for i, rows in enumerate(all_rows):
+                with dist.accumulating(self.scorer, last=i == len(all_rows) - 1):
+                    # HF recomputes layers only in train mode; the policy has no dropout (checked)
+                    self.policy.train(checkpointing)
+                    scores, width = self._score_rows(self.scorer, batch, rows, with_grad=True)
+                    self.policy.eval()
+                    device = scores.logprobs.device
+                    terms = grpo_loss(
+                        scores.logprobs.float(),
+                        old[rows, :width].to(device),
+                        advantages[rows].to(device),
+                        weights[rows, :width].to(device),
+                        clip_eps_low=alg.clip_eps_low,
+                        clip_eps_high=alg.clip_eps_high,
+                        beta=alg.beta,
+                        ref_logprobs=None if ref is None else ref[rows, :width].to(device),
+                    )
+                    dist.backward(terms.loss)
+                parts = (terms.loss.detach(), terms.policy_loss, terms.kl, terms.clipped_tokens, terms.tokens)
+                sums += torch.tensor([float(x) for x in parts], dtype=torch.float64)
             max_norm = alg.max_grad_norm if alg.max_grad_norm > 0 else math.inf
-            grad_norms.append(float(torch.nn.utils.clip_grad_norm_(params, max_norm)))
+            grad_norms.append(dist.clip_grad_norm(params, max_norm))
             self.optimizer.step()
             self.scheduler.step()
             self.optimizer.zero_grad(set_to_none=True)
         k = alg.num_iterations
+        loss, policy_loss, kl, clipped, tokens = dist.sum(sums).tolist()
         return {
             "loss": loss / k,
             "loss/policy": policy_loss / k,

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
+from safetensors.torch import load_file
 
 from pipeline.compose import compose_params
 
@@ -96,6 +97,8 @@ def test_dvc_repro_smoke_end_to_end(repo) -> None:
 
     again = _run(["dvc", "repro"], path, env)
     assert "Running stage" not in again and "up to date" in again
+    # kept for the two-process test below
+    shutil.copy2(path / "models/intuitor/model.safetensors", path.parent / "intuitor_one_process.safetensors")
 
 
 def test_dvc_exp_run_recomposes_params(repo) -> None:
@@ -131,3 +134,30 @@ def test_dvc_exp_run_recomposes_params(repo) -> None:
     assert float(train[0].data.params["algorithm.beta"]) == 0.0
     params = (path / "params.yaml").read_text()  # recomposed by DVC's Hydra integration
     assert "beta: 0" in params and "grpo_pv" not in params
+
+
+def test_dvc_exp_run_two_processes(repo) -> None:
+    """`trainer=multi_cpu`: the train stage relaunches itself on 2 processes (torchrun, gloo) and
+    ends with the weights the one-process run of the first test produced."""
+    path, env = repo
+    one_process = path.parent / "intuitor_one_process.safetensors"
+    if not one_process.is_file():
+        pytest.skip("needs test_dvc_repro_smoke_end_to_end first")
+    shutil.rmtree(path / "runs/intuitor", ignore_errors=True)  # no checkpoint to resume from
+    args = ["-S", "experiment=smoke", "-S", "method=intuitor", "-S", "trainer=multi_cpu"]
+    out = _run(["dvc", "exp", "run", "-n", "two-processes", *args], path, env)
+    assert "Running stage 'train@intuitor'" in out
+    client = MlflowClient(tracking_uri=f"sqlite:///{path / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("intuitor-pipeline")
+    parent = client.search_runs(
+        [exp.experiment_id], filter_string="tags.`pipeline.invocation` = 'two-processes'"
+    )
+    kids = client.search_runs(
+        [exp.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent[0].info.run_id}'"
+    )
+    train = [r for r in kids if r.data.tags.get("stage") == "train"]
+    assert len(train) == 1 and train[0].data.params["trainer.processes"] == "2"  # logged once, by rank 0
+    history = client.get_metric_history(train[0].info.run_id, "reward/mean")
+    assert [m.step for m in history] == [0, 1]
+    two, one = load_file(str(path / "models/intuitor/model.safetensors")), load_file(str(one_process))
+    assert max(float((two[k] - one[k]).abs().max()) for k in one) < 1e-6

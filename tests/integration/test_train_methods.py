@@ -122,3 +122,43 @@ def test_reference_stays_the_base_model(tmp_path, tokenizer, toy_prompts) -> Non
     trainer.train()
     for k, v in trainer.reference.state_dict().items():
         assert torch.equal(v, base[k])
+
+
+def _one_step(tmp_path, tokenizer, toy_prompts, **trainer) -> tuple[dict, Trainer]:
+    cfg = _cfg(tmp_path, "intuitor")
+    cfg.algorithm.steps = 1
+    cfg.tracking.backend = "null"
+    for key, value in trainer.items():
+        setattr(cfg.trainer, key, value)
+    cfg.trainer.output_dir = str(tmp_path / "-".join(f"{k}{v}" for k, v in trainer.items()))
+    t = Trainer(cfg, tiny_random_model(seed=1), tokenizer, toy_prompts, show_progress=False)
+    t.train()
+    return {k: v.clone() for k, v in t.policy.state_dict().items()}, t
+
+
+def test_gradient_checkpointing_changes_nothing(tmp_path, tokenizer, toy_prompts) -> None:
+    plain, _ = _one_step(tmp_path, tokenizer, toy_prompts)
+    ckpt, t = _one_step(tmp_path, tokenizer, toy_prompts, gradient_checkpointing=True)
+    assert t.policy.model.gradient_checkpointing and not t.policy.training  # back in eval mode
+    init = tiny_random_model(seed=1).state_dict()
+    assert max(float((plain[k] - init[k]).abs().max()) for k in init) > 1e-4
+    assert max(float((plain[k] - ckpt[k]).abs().max()) for k in init) < 1e-6
+
+
+def test_gradient_checkpointing_refuses_dropout(tmp_path, tokenizer, toy_prompts) -> None:
+    model = tiny_random_model(seed=1)
+    model.config.attention_dropout = 0.1
+    cfg = _cfg(tmp_path, "intuitor")
+    cfg.trainer.gradient_checkpointing = True
+    with pytest.raises(ValueError, match="without dropout"):
+        Trainer(cfg, model, tokenizer, toy_prompts, show_progress=False)
+
+
+def test_bf16_autocast_and_offloaded_reference(tmp_path, tokenizer, toy_prompts) -> None:
+    params, t = _one_step(tmp_path, tokenizer, toy_prompts, mixed_precision="bf16", offload_reference=True)
+    assert t.reference is not None and next(t.reference.parameters()).dtype == torch.bfloat16
+    assert next(t.policy.parameters()).dtype == torch.float32  # master weights stay fp32
+    plain, _ = _one_step(tmp_path, tokenizer, toy_prompts)
+    # same rollouts and a close update: bf16 changes the numbers a little, not the trajectory
+    diff = max(float((params[k] - plain[k]).abs().max()) for k in params)
+    assert 0 < diff < 5e-4

@@ -1,0 +1,81 @@
+"""The multi-process launcher's command lines and the checks that run before any process starts."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import ConfigError, PipelineConfig, TrainerConfig
+from pipeline.launcher import launch_command, needs_launch
+from pipeline.params import check_runnable
+from pipeline.rl.distributed import Distributed, check_strategy
+
+
+def test_cpu_launch_is_torchrun() -> None:
+    argv = launch_command(TrainerConfig(processes=2), ["-m", "stages.train", "--method", "grpo"])
+    assert argv == [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "stages.train",
+        "--method",
+        "grpo",
+    ]
+
+
+def test_gpu_launch_is_accelerate(tmp_path) -> None:
+    cfg = tmp_path / "ddp.yaml"
+    cfg.write_text("distributed_type: MULTI_GPU\n")
+    argv = launch_command(TrainerConfig(device="cuda", processes=8, accelerate_config=str(cfg)), ["x.py"])
+    assert argv[1:] == [
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(cfg),
+        "--num_processes",
+        "8",
+        "x.py",
+    ]
+    with pytest.raises(ConfigError, match=r"trainer\.accelerate_config"):
+        launch_command(TrainerConfig(device="cuda", processes=8), ["x.py"])
+
+
+def test_needs_launch_only_outside_a_launched_group(monkeypatch) -> None:
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert needs_launch(TrainerConfig(processes=2)) and not needs_launch(TrainerConfig(processes=1))
+    monkeypatch.setenv("WORLD_SIZE", "2")  # inside torchrun: train, do not launch again
+    assert not needs_launch(TrainerConfig(processes=2))
+
+
+def test_checks_before_launch(tmp_path) -> None:
+    cfg = PipelineConfig()
+    cfg.trainer.processes = 3
+    cfg.algorithm.prompts_per_step = 4
+    with pytest.raises(ConfigError, match=r"prompts_per_step=4 is not divisible by trainer\.processes=3"):
+        check_runnable(cfg)
+    cfg.trainer.processes, cfg.trainer.device = 2, "cuda"
+    with pytest.raises(ConfigError, match=r"trainer\.accelerate_config"):
+        check_runnable(cfg)
+    ds = tmp_path / "zero3.yaml"
+    ds.write_text("distributed_type: DEEPSPEED\ndeepspeed_config:\n  zero_stage: 3\n")
+    cfg.trainer.accelerate_config = str(ds)
+    with pytest.raises(ConfigError, match=r"zero3\.yaml: distributed_type DEEPSPEED is not supported"):
+        check_runnable(cfg)
+
+
+def test_shipped_accelerate_configs() -> None:
+    check_strategy(Path("conf/accelerate/ddp.yaml"))
+    for name in ("deepspeed_zero2", "deepspeed_zero3", "fsdp2"):
+        with pytest.raises(ConfigError, match="not supported"):
+            check_strategy(Path(f"conf/accelerate/{name}.yaml"))
+
+
+def test_single_process_shard_is_everything() -> None:
+    d = Distributed()
+    assert d.shard([1, 2, 3]) == ([1, 2, 3], 0) and d.world_size == 1 and d.is_main
