@@ -1,0 +1,131 @@
+"""GPU check: the trainer on CUDA with a randomly initialised Qwen2.5-0.5B-architecture model.
+
+    python bench/gpu_check.py [--steps 4] [--prompts 8] [--group 8] [--new-tokens 256]
+
+No weights can be fetched on the GPU machine, so the model is random (it never emits EOS: every
+completion runs to the budget, the worst case for time) and the tokenizer is the byte-level test one.
+HF rollout engine, bf16 autocast, gradient checkpointing, INTUITOR reward with the KL reference.
+Prints one line per step, then one summary line (the first step is a warm-up, excluded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import statistics
+import time
+
+import torch
+from transformers import Qwen2Config, Qwen2ForCausalLM
+
+from pipeline.config import (
+    AlgorithmConfig,
+    DataConfig,
+    MethodConfig,
+    RewardSpec,
+    TrackingConfig,
+    TrainConfig,
+    TrainerConfig,
+)
+from pipeline.data.registry import load_prompts
+from pipeline.models import tiny_tokenizer
+from pipeline.rl.trainer import Trainer
+
+
+def qwen2_5_0_5b_config(eos: int) -> Qwen2Config:
+    # Qwen/Qwen2.5-0.5B's config.json: 494M parameters, tied embeddings, GQA 14/2 heads.
+    return Qwen2Config(
+        vocab_size=151_936,
+        hidden_size=896,
+        intermediate_size=4864,
+        num_hidden_layers=24,
+        num_attention_heads=14,
+        num_key_value_heads=2,
+        max_position_embeddings=32_768,
+        rope_theta=1_000_000.0,
+        rms_norm_eps=1e-6,
+        tie_word_embeddings=True,
+        bos_token_id=eos,
+        eos_token_id=eos,
+        pad_token_id=eos,
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--prompts", type=int, default=8)
+    ap.add_argument("--group", type=int, default=8)
+    ap.add_argument("--new-tokens", type=int, default=256)
+    ap.add_argument("--micro-batch", type=int, default=16)
+    ap.add_argument("--device", default="cuda", help="cpu: a dry run of this script (no timings claimed)")
+    args = ap.parse_args()
+    cuda = args.device == "cuda"
+    if cuda and not torch.cuda.is_available():
+        raise SystemExit("gpu_check: CUDA is not available here")
+    print(f"device: {torch.cuda.get_device_name(0) if cuda else 'cpu'}; torch {torch.__version__}")
+    print("vllm:", "installed" if importlib.util.find_spec("vllm") else "NOT installed (HF rollouts only)")
+
+    tokenizer = tiny_tokenizer()
+    with torch.device(args.device):
+        torch.manual_seed(0)
+        model = Qwen2ForCausalLM(qwen2_5_0_5b_config(tokenizer.eos_token_id)).eval()
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.eos_token_id
+    n_params = sum(p.numel() for p in model.parameters())
+    cfg = TrainConfig(
+        data=DataConfig(name="arith", train_size=args.prompts * args.steps, test_size=4),
+        method=MethodConfig(name="intuitor", rewards=[RewardSpec("self_certainty")]),
+        algorithm=AlgorithmConfig(
+            steps=args.steps,
+            group_size=args.group,
+            prompts_per_step=args.prompts,
+            max_new_tokens=args.new_tokens,
+            micro_batch_size=args.micro_batch,
+            beta=0.005,
+            lr=1e-6,
+        ),
+        trainer=TrainerConfig(
+            device=args.device,
+            output_dir="/tmp/gpu_check",
+            resume=False,
+            checkpoint_every=10_000,
+            mixed_precision="bf16" if cuda else "no",
+            gradient_checkpointing=True,
+        ),
+        tracking=TrackingConfig(backend="null"),
+    )
+    cfg.sampling.batch_size = args.prompts * args.group  # one rollout batch per step
+    prompts = load_prompts(cfg.data, "Answer in the box: \\boxed{}.")
+    trainer = Trainer(cfg, model, tokenizer, prompts, show_progress=False)
+    rows = []
+    for step in range(args.steps):
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        m = trainer.step(step)
+        if cuda:
+            torch.cuda.synchronize()
+        wall = time.perf_counter() - t0
+        # completion tokens trained per second of the update (policy forward + backward) pass
+        train_tokens = args.prompts * args.group * m["completion/length_mean"]
+        row = {
+            "step_s": wall,
+            "rollout_tok_s": m["throughput/rollout_tokens_per_s"],
+            "train_tok_s": train_tokens / max(m["time/update_s"], 1e-9),
+            "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan"),
+        }
+        rows.append(row)
+        print(f"step {step}: " + ", ".join(f"{k}={v:.2f}" for k, v in row.items()), flush=True)
+    timed = rows[1:] or rows
+    med = {k: statistics.median(r[k] for r in timed) for k in timed[0]}
+    print(
+        f"SUMMARY gpu_check params={n_params / 1e6:.0f}M batch={args.prompts}x{args.group}x{args.new_tokens} "
+        f"bf16+grad_ckpt step_s={med['step_s']:.2f} rollout_tok_s={med['rollout_tok_s']:.0f} "
+        f"train_tok_s={med['train_tok_s']:.0f} peak_gib={max(r['peak_gib'] for r in rows):.1f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
