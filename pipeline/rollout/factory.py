@@ -41,7 +41,8 @@ def make_engine(
             tokenizer,
             policy=policy,
             revision=cfg.model.revision,
-            dtype=cfg.model.dtype,
+            # fp32 master weights trained under bf16 autocast: vLLM samples in bf16, as autocast computes
+            dtype="bfloat16" if cfg.trainer.mixed_precision == "bf16" else cfg.model.dtype,
             seed=cfg.trainer.seed,
             gpu_memory_utilization=r.gpu_memory_utilization,
             enable_sleep_mode=r.enable_sleep_mode,
