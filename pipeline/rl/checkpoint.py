@@ -1,4 +1,5 @@
-"""Atomic training checkpoints: model, optimizer, scheduler, RNG states, step, data position.
+"""Atomic training checkpoints (model, optimizer, scheduler, RNG states, step, data position) and the run
+fingerprint that decides whether a checkpoint may be continued.
 
 A checkpoint is written into a hidden temporary folder and renamed to `step_XXXXXX` only when every
 file is on disk, so a folder with that name is always complete; a crash mid-write leaves only a
@@ -7,6 +8,7 @@ file is on disk, so a folder with that name is always complete; a crash mid-writ
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -19,6 +21,9 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 from transformers import PreTrainedModel
+
+from pipeline.config import TrainConfig, to_dict
+from pipeline.types import Prompt
 
 STEP_RE = re.compile(r"^step_(\d{6,})$")
 STATE_FILE = "trainer_state.pt"
@@ -121,3 +126,30 @@ def read_fingerprint(path: Path) -> str | None:
     """The run fingerprint a checkpoint was written with (None for checkpoints without one)."""
     meta = path / META_FILE
     return json.loads(meta.read_text(encoding="utf-8")).get("fingerprint") if meta.is_file() else None
+
+
+# Trainer fields that do not change what is computed (a checkpoint stays valid across them).
+_NEUTRAL_TRAINER_KEYS = (
+    "resume",
+    "keep_last",
+    "checkpoint_every",
+    "log_completions",
+    "threads",
+    "output_dir",
+    # the same trajectory on any process count (a prompt's samples follow its global index)
+    "processes",
+    "accelerate_config",
+    # recomputation and placement, not different numbers
+    "gradient_checkpointing",
+    "offload_reference",
+)
+
+
+def run_fingerprint(cfg: TrainConfig, prompts: list[Prompt]) -> str:
+    """Hash of everything that determines the training trajectory: config (less bookkeeping) and data."""
+    tree = to_dict(cfg)
+    tree.pop("tracking")
+    for key in _NEUTRAL_TRAINER_KEYS:
+        tree["trainer"].pop(key)
+    tree["prompts"] = [[p.id, p.messages, p.gold] for p in prompts]
+    return hashlib.sha256(json.dumps(tree, sort_keys=True).encode()).hexdigest()[:16]

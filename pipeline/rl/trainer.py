@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import hashlib
 import json
 import logging
 import math
@@ -23,14 +22,20 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_cosine_schedule_with_warmup
 
 from pipeline.atomic import write_text_atomic
-from pipeline.config import TrainConfig, to_dict
+from pipeline.config import TrainConfig
 from pipeline.data.sampler import PromptSampler
 from pipeline.models import enable_gradient_checkpointing, save_atomically
 from pipeline.rewards.gold import answer_rate, gold_correctness
 from pipeline.rewards.registry import combine, needs_reference
 from pipeline.rl.advantages import group_advantages
 from pipeline.rl.batch import collate_groups
-from pipeline.rl.checkpoint import latest_checkpoint, load_checkpoint, read_fingerprint, save_checkpoint
+from pipeline.rl.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    read_fingerprint,
+    run_fingerprint,
+    save_checkpoint,
+)
 from pipeline.rl.distributed import Distributed
 from pipeline.rl.loss import grpo_loss, token_weights
 from pipeline.rl.metrics import sequence_statistics, summarize_statistics
@@ -42,31 +47,6 @@ from pipeline.types import Prompt, ScoredBatch, TokenScores
 
 METRICS_FILE = "metrics.jsonl"
 logger = logging.getLogger(__name__)
-# Trainer fields that do not change what is computed (a checkpoint stays valid across them).
-_NEUTRAL_TRAINER_KEYS = (
-    "resume",
-    "keep_last",
-    "checkpoint_every",
-    "log_completions",
-    "threads",
-    "output_dir",
-    # the same trajectory on any process count (a prompt's samples follow its global index)
-    "processes",
-    "accelerate_config",
-    # recomputation and placement, not different numbers
-    "gradient_checkpointing",
-    "offload_reference",
-)
-
-
-def run_fingerprint(cfg: TrainConfig, prompts: list[Prompt]) -> str:
-    """Hash of everything that determines the training trajectory: config (less bookkeeping) and data."""
-    tree = to_dict(cfg)
-    tree.pop("tracking")
-    for key in _NEUTRAL_TRAINER_KEYS:
-        tree["trainer"].pop(key)
-    tree["prompts"] = [[p.id, p.messages, p.gold] for p in prompts]
-    return hashlib.sha256(json.dumps(tree, sort_keys=True).encode()).hexdigest()[:16]
 
 
 @dataclass
