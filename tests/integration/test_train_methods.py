@@ -127,6 +127,7 @@ def test_reference_stays_the_base_model(tmp_path, tokenizer, toy_prompts) -> Non
 def _one_step(tmp_path, tokenizer, toy_prompts, **trainer) -> tuple[dict, Trainer]:
     cfg = _cfg(tmp_path, "intuitor")
     cfg.algorithm.steps = 1
+    cfg.algorithm.warmup_ratio = 0.0  # a warm-up step would have lr 0
     cfg.tracking.backend = "null"
     for key, value in trainer.items():
         setattr(cfg.trainer, key, value)
@@ -159,6 +160,10 @@ def test_bf16_autocast_and_offloaded_reference(tmp_path, tokenizer, toy_prompts)
     assert t.reference is not None and next(t.reference.parameters()).dtype == torch.bfloat16
     assert next(t.policy.parameters()).dtype == torch.float32  # master weights stay fp32
     plain, _ = _one_step(tmp_path, tokenizer, toy_prompts)
-    # same rollouts and a close update: bf16 changes the numbers a little, not the trajectory
-    diff = max(float((params[k] - plain[k]).abs().max()) for k in params)
-    assert 0 < diff < 5e-4
+    # bf16 changes the numbers a little, not the direction of the update
+    init = tiny_random_model(seed=1).state_dict()
+    d_bf16 = torch.cat([(params[k] - init[k]).flatten() for k in init])
+    d_fp32 = torch.cat([(plain[k] - init[k]).flatten() for k in init])
+    assert not torch.equal(d_bf16, d_fp32)
+    cos = float(torch.nn.functional.cosine_similarity(d_bf16, d_fp32, dim=0))
+    assert cos > 0.9
