@@ -109,6 +109,7 @@ def train_method(
     summary = {
         "method": method,
         "steps": len(result.history),
+        "processes": result.processes,
         "wall_s": time.perf_counter() - t0,
         "mlflow_run_id": result.run_id,
         "last_step": result.history[-1] if result.history else {},

@@ -57,6 +57,8 @@ class TrainResult:
     final_model: Path | None = None
     # Step the run resumed from (0 for a fresh run).
     resumed_from: int = 0
+    # Training processes that ran it (provenance: the result does not depend on it).
+    processes: int = 1
     # Tracking run that logged it (None without a tracker).
     run_id: str | None = None
 
@@ -167,7 +169,7 @@ class Trainer:
         if end == cfg.algorithm.steps:
             final = self._save_final() if dist.is_main else self.out / "final"
             dist.barrier()
-        return TrainResult(history=history, final_model=final, resumed_from=start)
+        return TrainResult(history=history, final_model=final, resumed_from=start, processes=dist.world_size)
 
     def _restore_history(self, start: int) -> list[dict[str, float]]:
         """Keep the logged metrics of completed steps (< start); drop any logged after the checkpoint."""
