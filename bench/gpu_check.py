@@ -122,7 +122,8 @@ def main() -> None:
     med = {k: statistics.median(r[k] for r in timed) for k in timed[0]}
     print(
         f"SUMMARY gpu_check params={n_params / 1e6:.0f}M batch={args.prompts}x{args.group}x{args.new_tokens} "
-        f"bf16+grad_ckpt step_s={med['step_s']:.2f} rollout_tok_s={med['rollout_tok_s']:.0f} "
+        f"{'bf16' if cuda else 'fp32'}+grad_ckpt step_s={med['step_s']:.2f} "
+        f"rollout_tok_s={med['rollout_tok_s']:.0f} "
         f"train_tok_s={med['train_tok_s']:.0f} peak_gib={max(r['peak_gib'] for r in rows):.1f}"
     )
 
