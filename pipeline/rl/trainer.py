@@ -129,7 +129,9 @@ class Trainer:
         cfg, dist = self.cfg, self.dist
         start = 0
         ckpt = latest_checkpoint(self.out / "checkpoints") if cfg.trainer.resume else None
-        if ckpt is not None and read_fingerprint(ckpt) != self.fingerprint:
+        stale = ckpt is not None and read_fingerprint(ckpt) != self.fingerprint
+        dist.barrier()  # every process has read the fingerprint before the folder may go
+        if stale:
             # A checkpoint of another config (or other data) must never be continued.
             logger.warning("%s was written with a different config or data: starting from step 0", ckpt)
             if dist.is_main:
