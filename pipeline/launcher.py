@@ -11,10 +11,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
-from pipeline.config import ConfigError, TrainerConfig
-from pipeline.rl.distributed import launched_world_size
+from pipeline.config import TrainerConfig
+from pipeline.rl.distributed import check_accelerate_config, launched_world_size
 
 
 def needs_launch(trainer: TrainerConfig) -> bool:
@@ -27,23 +26,31 @@ def launch_command(trainer: TrainerConfig, target: list[str]) -> list[str]:
     n = str(trainer.processes)
     if trainer.device == "cpu":
         return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", n, *target]
-    if trainer.accelerate_config is None:
-        raise ConfigError(
-            "trainer.accelerate_config: a GPU run on several processes needs an accelerate config, "
-            "e.g. conf/accelerate/ddp.yaml (see docs/gpu.md)"
-        )
-    if not Path(trainer.accelerate_config).is_file():
-        raise ConfigError(f"trainer.accelerate_config: no such file {trainer.accelerate_config!r}")
+    check_accelerate_config(trainer)
     return [
         sys.executable,
         "-m",
         "accelerate.commands.launch",
         "--config_file",
-        trainer.accelerate_config,
+        str(trainer.accelerate_config),
         "--num_processes",
         n,
         *target,
     ]
+
+
+def launch_train_stage(
+    trainer: TrainerConfig,
+    method: str,
+    params: str,
+    overrides: list[str] | None = None,
+    env_extra: dict[str, str] | None = None,
+) -> None:
+    """Run `stages.train` for `method` on trainer.processes processes; raises SystemExit on failure."""
+    target = ["-m", "stages.train", "--method", method, "--params", params, *(overrides or [])]
+    code = run_launched(trainer, target, env_extra)
+    if code:
+        raise SystemExit(code)
 
 
 def run_launched(trainer: TrainerConfig, target: list[str], env_extra: dict[str, str] | None = None) -> int:

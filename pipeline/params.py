@@ -8,7 +8,7 @@ import yaml
 
 from pipeline.config import ConfigError, PipelineConfig, build
 from pipeline.eval.benchmarks import NAMES
-from pipeline.rl.distributed import check_shardable, check_strategy
+from pipeline.rl.distributed import check_accelerate_config, check_shardable
 
 PARAMS_FILE = Path("params.yaml")
 
@@ -37,14 +37,7 @@ def check_runnable(cfg: PipelineConfig) -> None:
             )
     t = cfg.trainer
     check_shardable(cfg.algorithm.prompts_per_step, t.processes)
-    gpu_group = t.processes > 1 and t.device != "cpu"
-    if gpu_group and (t.accelerate_config is None or not Path(t.accelerate_config).is_file()):
-        raise ConfigError(
-            f"trainer.accelerate_config: {t.accelerate_config!r} is not a file; a GPU run on "
-            "several processes needs one, e.g. conf/accelerate/ddp.yaml (see docs/gpu.md)"
-        )
-    if gpu_group:
-        check_strategy(Path(t.accelerate_config))
+    check_accelerate_config(t)
     if cfg.rollout.engine == "vllm":
         # Imported here: the check needs torch, which reading params.yaml does not.
         from pipeline.rollout.vllm import vllm_unavailable_reason

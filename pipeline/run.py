@@ -19,7 +19,7 @@ from hydra.utils import get_original_cwd
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline.config import PipelineConfig, build
-from pipeline.launcher import needs_launch, run_launched
+from pipeline.launcher import launch_train_stage, needs_launch
 from pipeline.params import check_runnable
 from pipeline.tracking import anchor_store
 from pipeline.workflow import (
@@ -40,9 +40,7 @@ def run_job(cfg: PipelineConfig, invocation: str) -> dict[str, float]:
         trainer = method_train_config(cfg, method).trainer
         if needs_launch(trainer):
             # the train stage on trainer.processes processes, in this job's folder (its params.yaml)
-            target = ["-m", "stages.train", "--method", method, "--params", "params.yaml"]
-            if run_launched(trainer, target, {"DVC_EXP_NAME": invocation}):
-                raise RuntimeError(f"the {trainer.processes}-process training of {method} failed (see above)")
+            launch_train_stage(trainer, method, "params.yaml", env_extra={"DVC_EXP_NAME": invocation})
         else:
             train_method(cfg, method, invocation=invocation)
     scores = {}

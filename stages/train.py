@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 
-from pipeline.launcher import needs_launch, run_launched
+from pipeline.launcher import launch_train_stage, needs_launch
 from pipeline.workflow import method_train_config, train_method
 from stages.common import run_stage
 
@@ -28,10 +28,7 @@ def main() -> int:
         trainer = method_train_config(cfg, args.method, args.overrides).trainer
         if needs_launch(trainer):
             # This process starts trainer.processes copies of this stage and waits for them.
-            target = ["-m", "stages.train", "--method", args.method, "--params", args.params, *args.overrides]
-            code = run_launched(trainer, target)
-            if code:
-                raise SystemExit(code)
+            launch_train_stage(trainer, args.method, args.params, args.overrides)
             return
         summary = train_method(cfg, args.method, args.overrides)
         if summary is not None:

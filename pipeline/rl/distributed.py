@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from pipeline.config import ConfigError, TrainConfig
+from pipeline.config import ConfigError, TrainConfig, TrainerConfig
 
 T = TypeVar("T")
 
@@ -54,6 +54,15 @@ def check_shardable(prompts_per_step: int, processes: int) -> None:
 SUPPORTED_STRATEGIES = ("NO", "MULTI_CPU", "MULTI_GPU")
 
 
+def _check_supported(kind: str, where: str) -> None:
+    if kind not in SUPPORTED_STRATEGIES:
+        raise ConfigError(
+            f"{where}: distributed_type {kind} is not supported by the trainer yet (sharded "
+            f"checkpoints and rollouts from sharded weights are missing); supported: "
+            f"{list(SUPPORTED_STRATEGIES)}, e.g. conf/accelerate/ddp.yaml (docs/gpu.md)"
+        )
+
+
 def check_strategy(accelerate_config: Path) -> None:
     """Reject an accelerate config whose distributed_type the trainer does not run (names the file)."""
     import yaml
@@ -62,13 +71,19 @@ def check_strategy(accelerate_config: Path) -> None:
         tree = yaml.safe_load(accelerate_config.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as e:
         raise ConfigError(f"trainer.accelerate_config: cannot read {accelerate_config} ({e})") from e
-    kind = str(tree.get("distributed_type", "NO"))
-    if kind not in SUPPORTED_STRATEGIES:
+    _check_supported(str(tree.get("distributed_type", "NO")), str(accelerate_config))
+
+
+def check_accelerate_config(trainer: TrainerConfig) -> None:
+    """A GPU run on several processes needs an existing accelerate config of a supported strategy."""
+    if trainer.processes <= 1 or trainer.device == "cpu":
+        return
+    if trainer.accelerate_config is None or not Path(trainer.accelerate_config).is_file():
         raise ConfigError(
-            f"{accelerate_config}: distributed_type {kind} is not supported by the trainer yet (sharded "
-            f"checkpoints and rollouts from sharded weights are missing); supported: "
-            f"{list(SUPPORTED_STRATEGIES)}, e.g. conf/accelerate/ddp.yaml (docs/gpu.md)"
+            f"trainer.accelerate_config: {trainer.accelerate_config!r} is not a file; a GPU run on "
+            "several processes needs one, e.g. conf/accelerate/ddp.yaml (see docs/gpu.md)"
         )
+    check_strategy(Path(trainer.accelerate_config))
 
 
 class Distributed:
@@ -86,12 +101,7 @@ class Distributed:
         from accelerate import Accelerator  # lazy: heavy, and only multi-process runs need it
 
         accelerator = Accelerator(cpu=cfg.trainer.device == "cpu")
-        kind = accelerator.distributed_type.value
-        if kind not in SUPPORTED_STRATEGIES:
-            raise ConfigError(
-                f"accelerate distributed_type {kind} is not supported by the trainer yet; "
-                f"supported: {list(SUPPORTED_STRATEGIES)} (docs/gpu.md)"
-            )
+        _check_supported(accelerator.distributed_type.value, "the launched accelerate environment")
         return cls(accelerator)
 
     # ------------------------------------------------------------------ who am I

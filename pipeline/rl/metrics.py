@@ -97,17 +97,3 @@ def summarize_statistics(stats: dict[str, torch.Tensor], group_size: int) -> dic
         # token-weighted mean of the k3 estimator over the batch
         out["kl"] = float(stats["k3_sum"].sum() / lengths.sum().clamp(min=1))
     return out
-
-
-def rollout_metrics(
-    batch: ScoredBatch,
-    total_reward: torch.Tensor,
-    components: dict[str, torch.Tensor],
-    correct: torch.Tensor,
-    answered: torch.Tensor,
-    max_new_tokens: int,
-    eos_ids: list[int],
-) -> dict[str, float]:
-    """The step metrics of one process's batch (see sequence_statistics for the sharded case)."""
-    stats = sequence_statistics(batch, total_reward, components, correct, answered, max_new_tokens, eos_ids)
-    return summarize_statistics(stats, batch.group_size)

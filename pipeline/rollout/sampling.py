@@ -12,6 +12,7 @@ is an exact sample from softmax(z/T) restricted to the nucleus.
 from __future__ import annotations
 
 import hashlib
+from functools import lru_cache
 
 import torch
 from transformers import LogitsProcessor
@@ -41,9 +42,15 @@ def mix32(x: torch.Tensor) -> torch.Tensor:
     return x ^ (x >> 15)
 
 
+@lru_cache(maxsize=8)
+def _token_keys(vocab: int, device: torch.device) -> torch.Tensor:
+    # [V] per-token hash, the same at every decode step: computed once per vocabulary and device.
+    return mix32(torch.arange(vocab, dtype=torch.int64, device=device) + 0x9E3779B9)
+
+
 def uniform_noise(row_keys: torch.Tensor, vocab: int) -> torch.Tensor:
     """[B, V] float64 uniforms in (0, 1) from [B] int64 keys (< 2**32), one per (row, position)."""
-    token_keys = mix32(torch.arange(vocab, dtype=torch.int64, device=row_keys.device) + 0x9E3779B9)
+    token_keys = _token_keys(vocab, row_keys.device)
     bits = mix32(row_keys[:, None] ^ token_keys[None, :])  # [B, V] in [0, 2**32)
     return (bits.double() + 0.5) / 2.0**32
 

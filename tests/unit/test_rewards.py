@@ -10,7 +10,7 @@ import torch
 
 from pipeline.config import RewardSpec
 from pipeline.rewards.registry import REWARDS, combine, get_reward, needs_reference
-from pipeline.rl.metrics import group_std_mean, point_biserial, rollout_metrics
+from pipeline.rl.metrics import group_std_mean, point_biserial, sequence_statistics, summarize_statistics
 from pipeline.types import Prompt, RolloutGroup, ScoredBatch, TokenScores
 
 B, G, C = 2, 3, 4
@@ -116,7 +116,8 @@ def test_group_std_and_rollout_metrics() -> None:
     total, parts = combine([RewardSpec("gold")], batch)
     correct = parts["gold"].float()
     answered = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
-    m = rollout_metrics(batch, total, parts, correct, answered, max_new_tokens=4, eos_ids=[2])
+    stats = sequence_statistics(batch, total, parts, correct, answered, max_new_tokens=4, eos_ids=[2])
+    m = summarize_statistics(stats, batch.group_size)
     assert m["gold/accuracy"] == pytest.approx(3 / 6)
     assert m["gold/answer_rate"] == pytest.approx(5 / 6)
     assert m["completion/length_mean"] == pytest.approx((4 + 2 + 1 + 3 + 4 + 2) / 6)
