@@ -101,12 +101,19 @@ def dequantize_gguf(gguf: Path, out_dir: Path) -> Path:
     return save_atomically(out_dir, plain, tokenizer)
 
 
-def save_atomically(out_dir: Path, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> Path:
-    """save_pretrained model + tokenizer into a temporary sibling folder, then rename it into place."""
+def save_atomically(
+    out_dir: Path,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    state_dict: dict[str, torch.Tensor] | None = None,
+) -> Path:
+    """save_pretrained model + tokenizer into a temporary sibling folder, then rename it into place.
+
+    `state_dict` replaces the model's own weights (e.g. gathered from ZeRO-3 shards)."""
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
-        model.save_pretrained(tmp)
+        model.save_pretrained(tmp, state_dict=state_dict)
         tokenizer.save_pretrained(tmp)
         if out_dir.exists():
             shutil.rmtree(out_dir)

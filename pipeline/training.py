@@ -55,7 +55,7 @@ def run_training(
         tracker.log_dict(to_dict(cfg), "config.yaml")
         # The engine before the trainer: a colocated vLLM sleeps right after it starts, so the reference
         # model and the optimizer state get that GPU memory.
-        engine = make_engine(cfg, policy, tokenizer, show_progress=show_progress)
+        engine = make_engine(cfg, policy, tokenizer, show_progress=show_progress, synced=dist.zero_stage == 3)
         trainer = Trainer(
             cfg,
             policy,

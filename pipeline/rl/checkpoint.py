@@ -1,6 +1,10 @@
 """Atomic training checkpoints (model, optimizer, scheduler, RNG states, step, data position) and the run
 fingerprint that decides whether a checkpoint may be continued.
 
+Whatever the strategy, a checkpoint holds the whole weights (a Hugging Face model) and the whole
+optimizer state (torch's AdamW format), gathered from ZeRO's shards under DeepSpeed, so it resumes on
+any process count and any strategy.
+
 A checkpoint is written into a hidden temporary folder and renamed to `step_XXXXXX` only when every
 file is on disk, so a folder with that name is always complete; a crash mid-write leaves only a
 `.tmp` folder, which is ignored and cleaned up by the next save.
@@ -23,6 +27,7 @@ from safetensors.torch import load_file
 from transformers import PreTrainedModel
 
 from pipeline.config import TrainConfig, to_dict
+from pipeline.rl.distributed import Distributed
 from pipeline.types import Prompt
 
 STEP_RE = re.compile(r"^step_(\d{6,})$")
@@ -31,49 +36,65 @@ META_FILE = "meta.json"
 
 
 def _fsync_tree(folder: Path) -> None:
-    for f in folder.iterdir():
+    for f in folder.rglob("*"):
         if f.is_file():
             with open(f, "rb") as fh:
                 os.fsync(fh.fileno())
 
 
 def save_checkpoint(
+    dist: Distributed,
     root: Path,
     step: int,
+    scorer: torch.nn.Module,
     model: PreTrainedModel,
-    optimizer: torch.optim.Optimizer,
+    optimizer: Any,
     scheduler: Any,
     extra: dict[str, Any],
     keep_last: int = 2,
 ) -> Path:
-    """Write checkpoint `root/step_{step}` (step = number of completed training steps)."""
-    root.mkdir(parents=True, exist_ok=True)
-    for stale in root.glob(".step_*.tmp*"):
-        shutil.rmtree(stale, ignore_errors=True)
+    """Write checkpoint `root/step_{step}` (step = number of completed training steps).
+
+    Every process calls it (gathering ZeRO's shards is a collective); the main process writes the
+    folder and renames it into place last.
+    """
     final = root / f"step_{step:06d}"
-    tmp = root / f".step_{step:06d}.tmp{os.getpid()}"
-    model.save_pretrained(tmp, safe_serialization=True)
-    state = {
-        "step": step,
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "rng": {
-            "torch": torch.get_rng_state(),
-            "python": random.getstate(),
-            "numpy": np.random.get_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-        },
-        **extra,
-    }
-    torch.save(state, tmp / STATE_FILE)
-    # The small JSON-able part again, readable without loading the optimizer state.
-    (tmp / META_FILE).write_text(json.dumps({"step": step, **extra}), encoding="utf-8")
-    _fsync_tree(tmp)
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    for old in list_checkpoints(root)[:-keep_last] if keep_last > 0 else []:
-        shutil.rmtree(old, ignore_errors=True)
+    tmp = root / f".step_{step:06d}.tmp"  # the same name on every process; one run per folder
+    if dist.is_main:
+        root.mkdir(parents=True, exist_ok=True)
+        for stale in root.glob(".step_*.tmp*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp.mkdir()
+    weights = dist.full_state_dict(scorer)  # collective under ZeRO-3; None where weights are whole
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer_state = dist.optimizer_state(optimizer, params)  # collective under DeepSpeed
+    dist.barrier()
+    if dist.is_main:
+        prefix = "model."  # CompletionScorer holds the policy as .model
+        state_dict = None if weights is None else {k.removeprefix(prefix): v for k, v in weights.items()}
+        model.save_pretrained(tmp, safe_serialization=True, state_dict=state_dict)
+        state = {
+            "step": step,
+            "optimizer": optimizer_state,
+            "scheduler": scheduler.state_dict(),
+            "rng": {
+                "torch": torch.get_rng_state(),
+                "python": random.getstate(),
+                "numpy": np.random.get_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            },
+            **extra,
+        }
+        torch.save(state, tmp / STATE_FILE)
+        # The small JSON-able part again, readable without loading the optimizer state.
+        (tmp / META_FILE).write_text(json.dumps({"step": step, **extra}), encoding="utf-8")
+        _fsync_tree(tmp)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        for old in list_checkpoints(root)[:-keep_last] if keep_last > 0 else []:
+            shutil.rmtree(old, ignore_errors=True)
+    dist.barrier()
     return final
 
 
@@ -95,23 +116,15 @@ def latest_checkpoint(root: Path) -> Path | None:
 
 
 def load_checkpoint(
-    path: Path, model: PreTrainedModel, optimizer: torch.optim.Optimizer, scheduler: Any
+    dist: Distributed, path: Path, model: PreTrainedModel, optimizer: Any, scheduler: Any
 ) -> dict[str, Any]:
-    """Restore model/optimizer/scheduler/RNG in place; returns the saved state (step, extras)."""
-    weights: dict[str, torch.Tensor] = {}
-    for f in sorted(path.glob("*.safetensors")):
-        weights.update(load_file(f))
-    if not weights:
-        raise FileNotFoundError(f"{path}: checkpoint has no *.safetensors weights")
-    missing, unexpected = model.load_state_dict(weights, strict=False)
-    tied = set(getattr(model, "_tied_weights_keys", None) or [])
-    tied |= {"lm_head.weight"} if getattr(model.config, "tie_word_embeddings", False) else set()
-    if unexpected or set(missing) - tied:
-        raise RuntimeError(
-            f"{path}: weights do not match the model (missing={missing}, unexpected={unexpected})"
-        )
+    """Restore model/optimizer/scheduler/RNG in place on every process; returns the saved state."""
+    weights = _read_weights(path)
+    if not dist.load_weights(model, weights):
+        _check_and_load(path, model, weights)
     state = torch.load(path / STATE_FILE, weights_only=False)
-    optimizer.load_state_dict(state["optimizer"])
+    params = [p for p in model.parameters() if p.requires_grad]
+    dist.load_optimizer_state(optimizer, params, state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     rng = state["rng"]
     torch.set_rng_state(rng["torch"])
@@ -120,6 +133,25 @@ def load_checkpoint(
     if rng.get("cuda") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(rng["cuda"])
     return state
+
+
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+    weights: dict[str, torch.Tensor] = {}
+    for f in sorted(path.glob("*.safetensors")):
+        weights.update(load_file(f))
+    if not weights:
+        raise FileNotFoundError(f"{path}: checkpoint has no *.safetensors weights")
+    return weights
+
+
+def _check_and_load(path: Path, model: PreTrainedModel, weights: dict[str, torch.Tensor]) -> None:
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    tied = set(getattr(model, "_tied_weights_keys", None) or [])
+    tied |= {"lm_head.weight"} if getattr(model.config, "tie_word_embeddings", False) else set()
+    if unexpected or set(missing) - tied:
+        raise RuntimeError(
+            f"{path}: weights do not match the model (missing={missing}, unexpected={unexpected})"
+        )
 
 
 def read_fingerprint(path: Path) -> str | None:

@@ -1,12 +1,12 @@
 """This process's place in a training run: alone, or one of several started by torchrun (CPU, gloo) or
-`accelerate launch` (GPU, nccl), training with DDP.
+`accelerate launch` (GPU, nccl), training with DDP or DeepSpeed ZeRO-2/3.
 
-The collective work is accelerate's (`Accelerator.prepare/backward/no_sync/gather/reduce`); this
-module only decides what is sharded and what is reduced:
+The collective work is accelerate's and DeepSpeed's (`Accelerator.prepare/backward/no_sync/gather/
+reduce`, the DeepSpeed engine's backward/step); this module only decides what is sharded and reduced:
 - a step's prompts are split into contiguous shards, one per process; the G completions of a prompt
   stay on its process, so group normalisation needs no communication;
 - loss weights use the whole step's token/sequence counts, and each process backpropagates
-  world_size x its share, because DDP averages gradients over processes;
+  world_size x its share, because DDP and ZeRO average gradients over processes;
 - per-sequence statistics are gathered in rank order, which is the global prompt order, so the logged
   metrics are those of the whole batch.
 A run of one process never imports accelerate and makes no collective call.
@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import torch
 
 from pipeline.config import ConfigError, TrainConfig, TrainerConfig
+from pipeline.rl import zero
 
 T = TypeVar("T")
 
@@ -47,37 +48,51 @@ def check_shardable(prompts_per_step: int, processes: int) -> None:
         )
 
 
-# accelerate distributed types this trainer runs: DDP on CPU (gloo) or GPU (nccl). DeepSpeed and
-# FSDP shard the weights or the optimizer state: their checkpoints (sharded optimizer state, gathered
-# weights) and HF rollouts from sharded weights are not written yet, so they are refused up front
-# rather than producing a checkpoint that cannot be resumed.
-SUPPORTED_STRATEGIES = ("NO", "MULTI_CPU", "MULTI_GPU")
+# accelerate distributed types this trainer runs: DDP on CPU (gloo) or GPU (nccl), and DeepSpeed ZeRO
+# stages 1-3 (its engine on gloo or nccl). FSDP is refused: accelerate (1.15) turns FSDP on only for
+# accelerator devices, so that path could not be run on the CPU machines this project is tested on,
+# and an untested sharding path would risk checkpoints that cannot be resumed.
+SUPPORTED_STRATEGIES = ("NO", "MULTI_CPU", "MULTI_GPU", "DEEPSPEED")
 
 
 def _check_supported(kind: str, where: str) -> None:
     if kind not in SUPPORTED_STRATEGIES:
         raise ConfigError(
-            f"{where}: distributed_type {kind} is not supported by the trainer yet (sharded "
-            f"checkpoints and rollouts from sharded weights are missing); supported: "
-            f"{list(SUPPORTED_STRATEGIES)}, e.g. conf/accelerate/ddp.yaml (docs/gpu.md)"
+            f"{where}: distributed_type {kind} is not supported by the trainer (FSDP: see docs/gpu.md); "
+            f"supported: {list(SUPPORTED_STRATEGIES)}, e.g. conf/accelerate/ddp.yaml or "
+            "conf/accelerate/deepspeed_zero2.yaml"
         )
 
 
-def check_strategy(accelerate_config: Path) -> None:
-    """Reject an accelerate config whose distributed_type the trainer does not run (names the file)."""
+def read_strategy(accelerate_config: Path) -> dict[str, Any]:
+    """The accelerate config file as a dict, its distributed_type checked (errors name the file);
+    a DeepSpeed config also gets `deepspeed`: the engine settings (see `deepspeed_settings`)."""
     import yaml
 
     try:
         tree = yaml.safe_load(accelerate_config.read_text(encoding="utf-8")) or {}
     except (OSError, yaml.YAMLError) as e:
         raise ConfigError(f"trainer.accelerate_config: cannot read {accelerate_config} ({e})") from e
+    if not isinstance(tree, dict):
+        raise ConfigError(f"trainer.accelerate_config: {accelerate_config} is not a YAML mapping")
     _check_supported(str(tree.get("distributed_type", "NO")), str(accelerate_config))
+    if tree.get("distributed_type") == "DEEPSPEED":
+        tree["deepspeed"] = zero.deepspeed_settings(tree.get("deepspeed_config") or {}, accelerate_config)
+    return tree
+
+
+def check_strategy(accelerate_config: Path) -> None:
+    """Reject an accelerate config whose distributed_type the trainer does not run (names the file)."""
+    read_strategy(accelerate_config)
 
 
 def check_accelerate_config(trainer: TrainerConfig) -> None:
-    """A GPU run on several processes needs an existing accelerate config of a supported strategy."""
-    if trainer.processes <= 1 or trainer.device == "cpu":
+    """A GPU run on several processes needs an existing accelerate config of a supported strategy; a
+    CPU run may name one (e.g. DeepSpeed on gloo) and then it must exist too."""
+    if trainer.processes <= 1:
         return
+    if trainer.accelerate_config is None and trainer.device == "cpu":
+        return  # DDP on gloo
     if trainer.accelerate_config is None or not Path(trainer.accelerate_config).is_file():
         raise ConfigError(
             f"trainer.accelerate_config: {trainer.accelerate_config!r} is not a file; a GPU run on "
@@ -99,9 +114,31 @@ class Distributed:
             return cls(None)
         check_shardable(cfg.algorithm.prompts_per_step, world)
         from accelerate import Accelerator  # lazy: heavy, and only multi-process runs need it
+        from accelerate.utils import InitProcessGroupKwargs
 
-        accelerator = Accelerator(cpu=cfg.trainer.device == "cpu")
+        path = cfg.trainer.accelerate_config
+        tree = read_strategy(Path(path)) if path is not None else {}
+        cpu = cfg.trainer.device == "cpu"
+        if tree.get("distributed_type") == "DEEPSPEED":
+            # DeepSpeed brings up the process group itself; on CPU it must be told gloo, or accelerate
+            # finds no backend and counts one process.
+            accelerator = Accelerator(
+                deepspeed_plugin=zero.deepspeed_plugin(tree["deepspeed"], cfg.algorithm.max_grad_norm),
+                mixed_precision="no",
+                kwargs_handlers=[InitProcessGroupKwargs(backend="gloo")] if cpu else None,
+            )
+        else:
+            accelerator = Accelerator(cpu=cpu, mixed_precision="no")
         _check_supported(accelerator.distributed_type.value, "the launched accelerate environment")
+        if tree.get("distributed_type") == "DEEPSPEED":
+            # accelerate registers its DeepSpeed config with transformers, whose from_pretrained then
+            # builds ZeRO-3 models partitioned (collectives inside a main-process-first load: a
+            # deadlock). Models load whole; `prepare` partitions them.
+            from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+
+            unset_hf_deepspeed_config()
+        if accelerator.num_processes != world:
+            raise RuntimeError(f"accelerate sees {accelerator.num_processes} processes, the launcher {world}")
         return cls(accelerator)
 
     # ------------------------------------------------------------------ who am I
@@ -147,34 +184,117 @@ class Distributed:
             self.accelerator.wait_for_everyone()
 
     # ------------------------------------------------------------------ training
-    def prepare(self, module: torch.nn.Module, optimizer: torch.optim.Optimizer) -> tuple[Any, Any]:
-        """Wrap the scored module (DDP) and its optimizer as accelerate does."""
+    def prepare(
+        self,
+        module: torch.nn.Module,
+        optimizer: torch.optim.Optimizer,
+        external: list[torch.nn.Parameter] | None = None,
+    ) -> tuple[Any, Any]:
+        """Wrap the scored module (DDP or a DeepSpeed engine) and its optimizer as accelerate does.
+
+        `external`: parameters the module's forward reads directly rather than through their owner's
+        forward (the output embedding in the chunked scoring pass); ZeRO-3 gathers them for the whole
+        forward and backward of `module` instead of for one call of their owner.
+        """
         if self.accelerator is None:
             return module, optimizer
+        if self.zero_stage == 3:
+            import deepspeed
+
+            for p in external or []:
+                deepspeed.zero.register_external_parameter(module, p)
         return self.accelerator.prepare(module, optimizer)
 
-    def backward(self, loss: torch.Tensor) -> None:
-        """Backpropagate this process's share of the batch loss.
+    @property
+    def zero_stage(self) -> int:
+        """DeepSpeed ZeRO stage of this run (0: no DeepSpeed)."""
+        if self.accelerator is None or self.accelerator.distributed_type.value != "DEEPSPEED":
+            return 0
+        return int(self.accelerator.state.deepspeed_plugin.zero_stage)
 
-        Scaled by world_size because DDP averages gradients over processes, and by accelerate's
-        accumulation count because `backward` divides by it (accumulation here is ours: no_sync, one
-        optimizer step): the shares sum to the full-batch loss, so the gradient is the one-process one.
+    def _engine(self) -> Any:
+        return self.accelerator.deepspeed_engine_wrapped.engine
+
+    def backward(self, loss: torch.Tensor, last: bool) -> None:
+        """Backpropagate this process's share of the batch loss (`last`: the step's last micro-batch).
+
+        Scaled by world_size because DDP and ZeRO average gradients over processes, and by
+        accelerate's accumulation count because its `backward` divides by it (accumulation here is
+        ours: one optimizer step per trainer step): the shares sum to the full-batch loss, so the
+        gradient is the one-process one.
         """
         if self.accelerator is None:
             loss.backward()
-            return
-        self.accelerator.backward(loss * self.world_size * self.accelerator.gradient_accumulation_steps)
+        elif self.zero_stage:
+            engine = self._engine()
+            # The engine reduces (ZeRO-2/3: reduce-scatters) at the boundary it is told, not by count.
+            engine.set_gradient_accumulation_boundary(is_boundary=last)
+            engine.backward(loss * self.world_size)
+        else:
+            self.accelerator.backward(loss * self.world_size * self.accelerator.gradient_accumulation_steps)
 
     def accumulating(self, module: Any, last: bool) -> contextlib.AbstractContextManager:
-        """Skip the gradient all-reduce on all but the last micro-batch of an optimizer step."""
-        if self.accelerator is None or last:
+        """DDP: skip the gradient all-reduce on all but the last micro-batch of an optimizer step."""
+        if self.accelerator is None or last or self.zero_stage:
             return contextlib.nullcontext()
         return self.accelerator.no_sync(module)
 
-    def clip_grad_norm(self, params: list[torch.nn.Parameter], max_norm: float) -> float:
+    def optimizer_step(self, optimizer: Any, params: list[torch.nn.Parameter], max_norm: float) -> float:
+        """Clip to max_norm, step, zero the gradients; returns the pre-clip global gradient norm.
+
+        Under DeepSpeed the engine clips (to the norm it was configured with: the same max_norm) and
+        steps its sharded optimizer.
+        """
+        if self.zero_stage:
+            engine = self._engine()
+            engine.step()
+            return float(engine.get_global_grad_norm())
         if self.accelerator is None:
-            return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
-        return float(self.accelerator.clip_grad_norm_(params, max_norm))
+            norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+        else:
+            norm = float(self.accelerator.clip_grad_norm_(params, max_norm))
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return norm
+
+    # ------------------------------------------------------------------ weights
+    def full_state_dict(self, module: torch.nn.Module) -> dict[str, torch.Tensor] | None:
+        """ZeRO-3: the gathered state dict of a prepared module on the main process (a collective:
+        every process calls it). None where this process's weights are whole (one process, DDP,
+        ZeRO-1/2): the module's own state is the one to save."""
+        if self.zero_stage != 3:
+            return None
+        return self.accelerator.get_state_dict(module)
+
+    def gathered(self, module: torch.nn.Module) -> contextlib.AbstractContextManager:
+        """Every parameter of `module` whole for the body (ZeRO-3 partitions them), e.g. to copy
+        them into a rollout engine; a collective under ZeRO-3."""
+        if self.zero_stage != 3:
+            return contextlib.nullcontext()
+        import deepspeed
+
+        return deepspeed.zero.GatheredParameters(list(module.parameters()), modifier_rank=None)
+
+    def optimizer_state(self, optimizer: Any, params: list[torch.nn.Parameter]) -> dict[str, Any]:
+        """The whole optimizer state in torch's AdamW format (a collective under DeepSpeed)."""
+        if not self.zero_stage:
+            return optimizer.state_dict()
+        return zero.whole_optimizer_state(self._engine(), params)
+
+    def load_optimizer_state(self, optimizer: Any, params: list[torch.nn.Parameter], state: dict) -> None:
+        """Restore a whole torch-format optimizer state, written on any process count or strategy."""
+        if not self.zero_stage:
+            optimizer.load_state_dict(state)
+        else:
+            zero.load_whole_optimizer_state(self._engine(), params, state)
+
+    def load_weights(self, model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> bool:
+        """DeepSpeed: load whole weights into the module and ZeRO's master copies; returns False when
+        the caller's plain `load_state_dict` does it (no DeepSpeed)."""
+        if not self.zero_stage:
+            return False
+        zero.load_whole_weights(list(model.named_parameters()), weights)
+        return True
 
     @contextlib.contextmanager
     def main_first(self) -> Iterator[None]:

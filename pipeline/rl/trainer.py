@@ -85,7 +85,9 @@ class Trainer:
         if cfg.trainer.gradient_checkpointing:
             enable_gradient_checkpointing(policy)
         self.tokenizer = tokenizer
-        self.engine = engine or HFRolloutEngine(policy, tokenizer, show_progress=show_progress)
+        # ZeRO-3: every generate step is a collective, so all processes step until all are done.
+        synced = self.dist.zero_stage == 3
+        self.engine = engine or HFRolloutEngine(policy, tokenizer, show_progress=show_progress, synced=synced)
         self.tracker = tracker or NullTracker()
         self.show_progress = show_progress
         self.sampler = PromptSampler(prompts, alg.prompts_per_step, cfg.trainer.seed)
@@ -108,12 +110,16 @@ class Trainer:
             weight_decay=alg.weight_decay,
         )
         # The policy is trained through its scoring pass: that module is what DDP & co. wrap.
-        self.scorer, self.optimizer = self.dist.prepare(CompletionScorer(policy), optimizer)
-        total = alg.steps * alg.num_iterations
-        # Built on the plain optimizer: accelerate's scheduler wrapper would step once per process.
-        self.scheduler = get_cosine_schedule_with_warmup(
-            getattr(self.optimizer, "optimizer", self.optimizer), math.ceil(alg.warmup_ratio * total), total
+        self.scorer, self.optimizer = self.dist.prepare(
+            CompletionScorer(policy), optimizer, external=list(policy.get_output_embeddings().parameters())
         )
+        total = alg.steps * alg.num_iterations
+        # Built on the torch optimizer inside accelerate's (and DeepSpeed's) wrappers: accelerate's
+        # scheduler wrapper would step once per process; the lr lives in the innermost param groups.
+        inner = self.optimizer
+        while not isinstance(inner, torch.optim.Optimizer) or hasattr(inner, "optimizer"):
+            inner = inner.optimizer
+        self.scheduler = get_cosine_schedule_with_warmup(inner, math.ceil(alg.warmup_ratio * total), total)
         self.out = Path(cfg.trainer.output_dir)
         self.fingerprint = run_fingerprint(cfg, prompts)
         self.eos_ids = getattr(self.engine, "eos_ids", [tokenizer.eos_token_id])
@@ -138,7 +144,7 @@ class Trainer:
                 shutil.rmtree(self.out / "checkpoints")
             ckpt = None
         if ckpt is not None:
-            start = int(load_checkpoint(ckpt, self.policy, self.optimizer, self.scheduler)["step"])
+            start = int(load_checkpoint(dist, ckpt, self.policy, self.optimizer, self.scheduler)["step"])
         history = self._restore_history(start)
         dist.barrier()
         end = cfg.algorithm.steps if stop_after is None else min(cfg.algorithm.steps, start + stop_after)
@@ -153,24 +159,22 @@ class Trainer:
                 with open(self.out / METRICS_FILE, "a", encoding="utf-8") as f:
                     f.write(json.dumps(metrics) + "\n")
                 self.tracker.log_metrics({k: v for k, v in metrics.items() if k != "step"}, step=step)
-                if done % max(1, cfg.trainer.checkpoint_every) == 0 or done in (cfg.algorithm.steps, end):
-                    save_checkpoint(
-                        self.out / "checkpoints",
-                        done,
-                        self.policy,
-                        self.optimizer,
-                        self.scheduler,
-                        {
-                            "data_position": done * cfg.algorithm.prompts_per_step,
-                            "fingerprint": self.fingerprint,
-                        },
-                        keep_last=cfg.trainer.keep_last,
-                    )
+            if done % max(1, cfg.trainer.checkpoint_every) == 0 or done in (cfg.algorithm.steps, end):
+                save_checkpoint(  # every process: DeepSpeed writes its shards
+                    dist,
+                    self.out / "checkpoints",
+                    done,
+                    self.scorer,
+                    self.policy,
+                    self.optimizer,
+                    self.scheduler,
+                    {"data_position": done * cfg.algorithm.prompts_per_step, "fingerprint": self.fingerprint},
+                    keep_last=cfg.trainer.keep_last,
+                )
             dist.barrier()  # nobody runs ahead of a checkpoint it might have to resume from
         final = None
         if end == cfg.algorithm.steps:
-            final = self._save_final() if dist.is_main else self.out / "final"
-            dist.barrier()
+            final = self._save_final()
         return TrainResult(history=history, final_model=final, resumed_from=start, processes=dist.world_size)
 
     def _restore_history(self, start: int) -> list[dict[str, float]]:
@@ -187,7 +191,14 @@ class Trainer:
         return kept
 
     def _save_final(self) -> Path:
-        return save_atomically(self.out / "final", self.policy, self.tokenizer)
+        """The trained policy as a Hugging Face model (every process calls it: ZeRO-3 gathers)."""
+        weights = self.dist.full_state_dict(self.scorer)
+        final = self.out / "final"
+        if self.dist.is_main:
+            state = None if weights is None else {k.removeprefix("model."): v for k, v in weights.items()}
+            save_atomically(final, self.policy, self.tokenizer, state_dict=state)
+        self.dist.barrier()
+        return final
 
     # ------------------------------------------------------------------ one step
     def _autocast(self) -> contextlib.AbstractContextManager:
@@ -334,7 +345,8 @@ class Trainer:
             lrs.append(self.scheduler.get_last_lr()[0])
             all_rows = self._rows(mask.shape[0])
             for i, rows in enumerate(all_rows):
-                with dist.accumulating(self.scorer, last=i == len(all_rows) - 1):
+                last = i == len(all_rows) - 1
+                with dist.accumulating(self.scorer, last):
                     # HF recomputes layers only in train mode; the policy has no dropout (checked)
                     self.policy.train(checkpointing)
                     scores, width = self._score_rows(self.scorer, batch, rows, with_grad=True)
@@ -350,14 +362,12 @@ class Trainer:
                         beta=alg.beta,
                         ref_logprobs=None if ref is None else ref[rows, :width].to(device),
                     )
-                    dist.backward(terms.loss)
+                    dist.backward(terms.loss, last)
                 parts = (terms.loss.detach(), terms.policy_loss, terms.kl, terms.clipped_tokens, terms.tokens)
                 sums += torch.tensor([float(x) for x in parts], dtype=torch.float64)
             max_norm = alg.max_grad_norm if alg.max_grad_norm > 0 else math.inf
-            grad_norms.append(dist.clip_grad_norm(params, max_norm))
-            self.optimizer.step()
+            grad_norms.append(dist.optimizer_step(self.optimizer, params, max_norm))
             self.scheduler.step()
-            self.optimizer.zero_grad(set_to_none=True)
         k = alg.num_iterations
         loss, policy_loss, kl, clipped, tokens = dist.sum(sums).tolist()
         return {

@@ -24,12 +24,13 @@ def make_engine(
     tokenizer: PreTrainedTokenizerBase,
     *,
     show_progress: bool = True,
+    synced: bool = False,
 ) -> RolloutEngine:
     """The engine that samples `policy`'s rollouts: HF generate on the policy itself, or a colocated
     vLLM (imported only here) that follows the policy's weights."""
     engine = cfg.rollout.engine
     if engine == "hf":
-        return HFRolloutEngine(policy, tokenizer, show_progress=show_progress)
+        return HFRolloutEngine(policy, tokenizer, show_progress=show_progress, synced=synced)
     if engine == "vllm":
         from pipeline.rollout.vllm import VLLMRolloutEngine
 

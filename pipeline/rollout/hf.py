@@ -64,8 +64,11 @@ class HFRolloutEngine:
         *,
         show_progress: bool = True,
         record_certainty: bool = False,
+        synced: bool = False,
     ) -> None:
         self.model = model
+        # Keep calling the model until every process's batch is done (ZeRO-3 gathers weights per call).
+        self.synced = synced
         self.tokenizer = tokenizer
         self.show_progress = show_progress
         # Fill RolloutGroup.self_certainty from the generation logits (used by evaluation).
@@ -144,6 +147,8 @@ class HFRolloutEngine:
             # A preallocated KV cache: the default one grows by torch.cat every step, which at long
             # contexts is most of a CPU decode step (measured 4x slower per step at 800-token prompts).
             kwargs["cache_implementation"] = "static"
+        if self.synced:
+            kwargs["synced_gpus"] = True
         if sampling.stop:
             # HF stops a row once its decoded tail ends with a stop string (needs the tokenizer).
             kwargs.update(stop_strings=list(sampling.stop), tokenizer=self.tokenizer)

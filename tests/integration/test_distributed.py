@@ -1,4 +1,5 @@
-"""Multi-process training (torchrun, gloo, 2 CPU processes) computes what one process computes."""
+"""Multi-process training (torchrun, gloo, 2 CPU processes; DDP and DeepSpeed ZeRO-2/3) computes what one
+process computes, and its checkpoints resume on any process count and strategy."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ WORKER = Path(__file__).with_name("ddp_worker.py")
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _cfg(out: Path, processes: int, aggregation: str) -> TrainConfig:
+def _cfg(out: Path, processes: int, aggregation: str, accelerate_config: str | None = None) -> TrainConfig:
     return TrainConfig(
         model=ModelConfig(
             name_or_path="builtin:tiny-random", cache_dir=str(out / "base"), system_prompt=None
@@ -49,7 +50,11 @@ def _cfg(out: Path, processes: int, aggregation: str) -> TrainConfig:
             micro_batch_size=3,  # micro-batches straddle prompts, differently on 1 and 2 processes
         ),
         trainer=TrainerConfig(
-            output_dir=str(out / "run"), processes=processes, checkpoint_every=1, threads=1
+            output_dir=str(out / "run"),
+            processes=processes,
+            accelerate_config=accelerate_config,
+            checkpoint_every=1,
+            threads=1,
         ),
         tracking=TrackingConfig(backend="null"),
     )
@@ -112,3 +117,56 @@ def test_checkpoint_resumes_on_another_process_count(tmp_path: Path) -> None:
     assert not (mixed / "run" / "final").exists()
     _train(_cfg(mixed, 1, "bnpo"), tmp_path)  # ...step 2 resumed on one
     _assert_same_run(one, mixed)
+
+
+# ---------------------------------------------------------------------------- DeepSpeed ZeRO (gloo)
+ZERO2 = str(REPO / "conf" / "accelerate" / "deepspeed_zero2.yaml")
+
+
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("one")
+    _train(_cfg(tmp / "one", 1, "bnpo"), tmp)
+    return tmp / "one"
+
+
+@pytest.fixture(scope="module")
+def zero3(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """ZeRO-3 through a DeepSpeed JSON that partitions every parameter: by default DeepSpeed keeps
+    parameters under 1e5 elements whole, which is all of the tiny model's."""
+    folder = tmp_path_factory.mktemp("zero3")
+    spec = {"zero_optimization": {"stage": 3, "stage3_param_persistence_threshold": 0}}
+    (folder / "zero3.json").write_text(json.dumps(spec), encoding="utf-8")
+    json_file = folder / "zero3.json"
+    yaml_text = f"distributed_type: DEEPSPEED\ndeepspeed_config:\n  deepspeed_config_file: {json_file}\n"
+    (folder / "zero3.yaml").write_text(yaml_text, encoding="utf-8")
+    return str(folder / "zero3.yaml")
+
+
+def _optimizer_state(out: Path, step: int) -> dict:
+    path = out / "run" / "checkpoints" / f"step_{step:06d}" / "trainer_state.pt"
+    return torch.load(path, weights_only=False)["optimizer"]
+
+
+@pytest.mark.parametrize("stage", [2, 3])
+def test_zero_matches_one_process(tmp_path: Path, one_process: Path, zero3: str, stage: int) -> None:
+    out = tmp_path / f"zero{stage}"
+    _train(_cfg(out, 2, "bnpo", ZERO2 if stage == 2 else zero3), tmp_path)
+    _assert_same_run(one_process, out)
+    # The checkpoint holds the whole AdamW state in torch's format, gathered from ZeRO's partitions.
+    want, got = _optimizer_state(one_process, 1), _optimizer_state(out, 1)
+    assert got["param_groups"][0]["lr"] == want["param_groups"][0]["lr"]
+    assert sorted(got["state"]) == sorted(want["state"]) and len(want["state"]) == 21
+    for i, entry in want["state"].items():
+        for key in ("step", "exp_avg", "exp_avg_sq"):
+            assert torch.allclose(got["state"][i][key], entry[key], rtol=1e-4, atol=1e-9), (i, key)
+
+
+def test_zero_checkpoints_resume_across_strategies(tmp_path: Path, one_process: Path, zero3: str) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    _train(_cfg(a, 2, "bnpo", zero3), tmp_path, stop_after=1)  # ZeRO-3 on two processes...
+    _train(_cfg(a, 1, "bnpo"), tmp_path)  # ...resumed on one, without DeepSpeed
+    _assert_same_run(one_process, a)
+    _train(_cfg(b, 1, "bnpo"), tmp_path, stop_after=1)  # one process...
+    _train(_cfg(b, 2, "bnpo", ZERO2), tmp_path)  # ...resumed under ZeRO-2 on two
+    _assert_same_run(one_process, b)

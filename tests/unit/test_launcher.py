@@ -62,18 +62,29 @@ def test_checks_before_launch(tmp_path) -> None:
     cfg.trainer.processes, cfg.trainer.device = 2, "cuda"
     with pytest.raises(ConfigError, match=r"trainer\.accelerate_config"):
         check_runnable(cfg)
-    ds = tmp_path / "zero3.yaml"
-    ds.write_text("distributed_type: DEEPSPEED\ndeepspeed_config:\n  zero_stage: 3\n")
+    fsdp = tmp_path / "fsdp.yaml"
+    fsdp.write_text("distributed_type: FSDP\n")
+    cfg.trainer.accelerate_config = str(fsdp)
+    with pytest.raises(ConfigError, match=r"fsdp\.yaml: distributed_type FSDP is not supported"):
+        check_runnable(cfg)
+    ds = tmp_path / "zero4.yaml"
+    ds.write_text("distributed_type: DEEPSPEED\ndeepspeed_config:\n  zero_stage: 4\n")
     cfg.trainer.accelerate_config = str(ds)
-    with pytest.raises(ConfigError, match=r"zero3\.yaml: distributed_type DEEPSPEED is not supported"):
+    with pytest.raises(ConfigError, match=r"zero4\.yaml: the ZeRO stage \(zero_stage\) must be 1, 2 or 3"):
+        check_runnable(cfg)
+    ds.write_text("distributed_type: DEEPSPEED\ndeepspeed_config:\n  zero_stage: 3\n")
+    check_runnable(cfg)  # DeepSpeed ZeRO-3 is run
+    cfg.trainer.device = "cpu"  # ...on CPU too (gloo), where a named config must exist
+    cfg.trainer.accelerate_config = str(tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match=r"missing\.yaml' is not a file"):
         check_runnable(cfg)
 
 
 def test_shipped_accelerate_configs() -> None:
-    check_strategy(Path("conf/accelerate/ddp.yaml"))
-    for name in ("deepspeed_zero2", "deepspeed_zero3", "fsdp2"):
-        with pytest.raises(ConfigError, match="not supported"):
-            check_strategy(Path(f"conf/accelerate/{name}.yaml"))
+    for name in ("ddp", "deepspeed_zero2", "deepspeed_zero3"):
+        check_strategy(Path(f"conf/accelerate/{name}.yaml"))
+    with pytest.raises(ConfigError, match="FSDP is not supported"):
+        check_strategy(Path("conf/accelerate/fsdp2.yaml"))
 
 
 def test_single_process_shard_is_everything() -> None:
