@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import torch
 
 from pipeline.config import ConfigError, TrainConfig, TrainerConfig
-from pipeline.rl import zero
+from pipeline.rl import fsdp, zero
 
 T = TypeVar("T")
 
@@ -48,17 +48,15 @@ def check_shardable(prompts_per_step: int, processes: int) -> None:
         )
 
 
-# accelerate distributed types this trainer runs: DDP on CPU (gloo) or GPU (nccl), and DeepSpeed ZeRO
-# stages 1-3 (its engine on gloo or nccl). FSDP is refused: accelerate (1.15) turns FSDP on only for
-# accelerator devices, so that path could not be run on the CPU machines this project is tested on,
-# and an untested sharding path would risk checkpoints that cannot be resumed.
-SUPPORTED_STRATEGIES = ("NO", "MULTI_CPU", "MULTI_GPU", "DEEPSPEED")
+# accelerate distributed types this trainer runs, on CPU (gloo) or GPU (nccl): DDP, DeepSpeed ZeRO
+# stages 1-3 (its engine, pipeline/rl/zero.py) and FSDP2 (PyTorch's fully_shard, pipeline/rl/fsdp.py).
+SUPPORTED_STRATEGIES = ("NO", "MULTI_CPU", "MULTI_GPU", "DEEPSPEED", "FSDP")
 
 
 def _check_supported(kind: str, where: str) -> None:
     if kind not in SUPPORTED_STRATEGIES:
         raise ConfigError(
-            f"{where}: distributed_type {kind} is not supported by the trainer (FSDP: see docs/gpu.md); "
+            f"{where}: distributed_type {kind} is not supported by the trainer; "
             f"supported: {list(SUPPORTED_STRATEGIES)}, e.g. conf/accelerate/ddp.yaml or "
             "conf/accelerate/deepspeed_zero2.yaml"
         )
@@ -66,7 +64,7 @@ def _check_supported(kind: str, where: str) -> None:
 
 def read_strategy(accelerate_config: Path) -> dict[str, Any]:
     """The accelerate config file as a dict, its distributed_type checked (errors name the file);
-    a DeepSpeed config also gets `deepspeed`: the engine settings (see `deepspeed_settings`)."""
+    a DeepSpeed config also gets `deepspeed` (zero.deepspeed_settings), an FSDP one `fsdp`."""
     import yaml
 
     try:
@@ -78,6 +76,8 @@ def read_strategy(accelerate_config: Path) -> dict[str, Any]:
     _check_supported(str(tree.get("distributed_type", "NO")), str(accelerate_config))
     if tree.get("distributed_type") == "DEEPSPEED":
         tree["deepspeed"] = zero.deepspeed_settings(tree.get("deepspeed_config") or {}, accelerate_config)
+    if tree.get("distributed_type") == "FSDP":
+        tree["fsdp"] = fsdp.fsdp_settings(tree.get("fsdp_config") or {}, accelerate_config)
     return tree
 
 
@@ -104,8 +104,11 @@ def check_accelerate_config(trainer: TrainerConfig) -> None:
 class Distributed:
     """One process (accelerator None) or a process group driven by an accelerate `Accelerator`."""
 
-    def __init__(self, accelerator: Any | None = None) -> None:
+    def __init__(self, accelerator: Any | None = None, fsdp_settings: dict[str, Any] | None = None) -> None:
         self.accelerator = accelerator
+        # FSDP2: the settings, then (after `prepare`) the sharded units, root last.
+        self.fsdp = fsdp_settings
+        self._units: list[Any] = []
 
     @classmethod
     def from_config(cls, cfg: TrainConfig) -> Distributed:
@@ -139,7 +142,8 @@ class Distributed:
             unset_hf_deepspeed_config()
         if accelerator.num_processes != world:
             raise RuntimeError(f"accelerate sees {accelerator.num_processes} processes, the launcher {world}")
-        return cls(accelerator)
+        # FSDP: accelerate supplies the process group and collectives; `prepare` shards (fsdp.py).
+        return cls(accelerator, tree.get("fsdp"))
 
     # ------------------------------------------------------------------ who am I
     @property
@@ -198,6 +202,9 @@ class Distributed:
         """
         if self.accelerator is None:
             return module, optimizer
+        if self.fsdp is not None:
+            self._units = fsdp.shard(module, optimizer, self.fsdp, self.accelerator.device)
+            return module, optimizer
         if self.zero_stage == 3:
             import deepspeed
 
@@ -225,6 +232,8 @@ class Distributed:
         """
         if self.accelerator is None:
             loss.backward()
+        elif self.fsdp is not None:
+            (loss * self.world_size).backward()  # FSDP2 reduce-scatters the mean over processes
         elif self.zero_stage:
             engine = self._engine()
             # The engine reduces (ZeRO-2/3: reduce-scatters) at the boundary it is told, not by count.
@@ -235,22 +244,26 @@ class Distributed:
 
     def accumulating(self, module: Any, last: bool) -> contextlib.AbstractContextManager:
         """DDP: skip the gradient all-reduce on all but the last micro-batch of an optimizer step."""
-        if self.accelerator is None or last or self.zero_stage:
+        if self.accelerator is None or last or self.zero_stage or self.fsdp is not None:
             return contextlib.nullcontext()
         return self.accelerator.no_sync(module)
 
-    def optimizer_step(self, optimizer: Any, params: list[torch.nn.Parameter], max_norm: float) -> float:
+    def optimizer_step(self, optimizer: Any, max_norm: float) -> float:
         """Clip to max_norm, step, zero the gradients; returns the pre-clip global gradient norm.
 
-        Under DeepSpeed the engine clips (to the norm it was configured with: the same max_norm) and
-        steps its sharded optimizer.
+        Clips the optimizer's own parameters: FSDP2 re-registers the root's parameters around its
+        forward and backward, so a list taken from the module before backward may be stale. Under
+        DeepSpeed the engine clips (to the norm it was configured with: the same max_norm) and steps
+        its sharded optimizer.
         """
         if self.zero_stage:
             engine = self._engine()
             engine.step()
             return float(engine.get_global_grad_norm())
-        if self.accelerator is None:
-            norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        if self.accelerator is None or self.fsdp is not None:
+            norm = torch.nn.utils.clip_grad_norm_(params, max_norm)  # FSDP2: a DTensor, the global norm
+            norm = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
         else:
             norm = float(self.accelerator.clip_grad_norm_(params, max_norm))
         optimizer.step()
@@ -259,38 +272,45 @@ class Distributed:
 
     # ------------------------------------------------------------------ weights
     def full_state_dict(self, module: torch.nn.Module) -> dict[str, torch.Tensor] | None:
-        """ZeRO-3: the gathered state dict of a prepared module on the main process (a collective:
-        every process calls it). None where this process's weights are whole (one process, DDP,
-        ZeRO-1/2): the module's own state is the one to save."""
+        """Under ZeRO-3 and FSDP2, the gathered state dict of the prepared module on the main process
+        (a collective: every process calls it). None where this process's weights are whole (one
+        process, DDP, ZeRO-1/2): the module's own state is the one to save."""
+        if self.fsdp is not None:
+            return fsdp.whole_state_dict(module)
         if self.zero_stage != 3:
             return None
         return self.accelerator.get_state_dict(module)
 
-    def gathered(self, module: torch.nn.Module) -> contextlib.AbstractContextManager:
-        """Every parameter of `module` whole for the body (ZeRO-3 partitions them), e.g. to copy
-        them into a rollout engine; a collective under ZeRO-3."""
-        if self.zero_stage != 3:
+    def rollout_weights(self) -> contextlib.AbstractContextManager:
+        """FSDP2: every unit gathered for the rollouts (HF generate calls the layers directly)."""
+        if self.fsdp is None or not self._units:
             return contextlib.nullcontext()
-        import deepspeed
-
-        return deepspeed.zero.GatheredParameters(list(module.parameters()), modifier_rank=None)
+        return fsdp.whole(self._units, self.fsdp["reshard_after_forward"])
 
     def optimizer_state(self, optimizer: Any, params: list[torch.nn.Parameter]) -> dict[str, Any]:
         """The whole optimizer state in torch's AdamW format (a collective under DeepSpeed)."""
+        if self.fsdp is not None:
+            return fsdp.whole_optimizer_state(self._units[-1], optimizer)
         if not self.zero_stage:
             return optimizer.state_dict()
         return zero.whole_optimizer_state(self._engine(), params)
 
     def load_optimizer_state(self, optimizer: Any, params: list[torch.nn.Parameter], state: dict) -> None:
         """Restore a whole torch-format optimizer state, written on any process count or strategy."""
-        if not self.zero_stage:
+        if self.fsdp is not None:
+            fsdp.load_whole_optimizer_state(self._units[-1], optimizer, state)
+        elif not self.zero_stage:
             optimizer.load_state_dict(state)
         else:
             zero.load_whole_optimizer_state(self._engine(), params, state)
 
     def load_weights(self, model: torch.nn.Module, weights: dict[str, torch.Tensor]) -> bool:
-        """DeepSpeed: load whole weights into the module and ZeRO's master copies; returns False when
-        the caller's plain `load_state_dict` does it (no DeepSpeed)."""
+        """ZeRO / FSDP2: load whole weights into the sharded module (and ZeRO's master copies);
+        returns False when the caller's plain `load_state_dict` does it (one process, DDP)."""
+        if self.fsdp is not None:
+            tied = {"lm_head.weight"} if getattr(model.config, "tie_word_embeddings", False) else set()
+            fsdp.load_whole_weights(self._units[-1], weights, "model.", tied)  # CompletionScorer.model
+            return True
         if not self.zero_stage:
             return False
         zero.load_whole_weights(list(model.named_parameters()), weights)

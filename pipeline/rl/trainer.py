@@ -215,7 +215,7 @@ class Trainer:
         t0 = time.perf_counter()
         # Every process draws the same global batch and keeps its contiguous shard of prompts.
         prompts, first = dist.shard(self.sampler.batch(step))
-        with self._autocast():
+        with self._autocast(), dist.rollout_weights():
             groups = self.engine.generate(
                 prompts,
                 alg.group_size,
@@ -339,7 +339,6 @@ class Trainer:
         # loss, policy loss, kl, clipped tokens, tokens: summed over micro-batches and processes
         sums = torch.zeros(5, dtype=torch.float64)
         grad_norms, lrs = [], []
-        params = [p for p in self.scorer.parameters() if p.requires_grad]
         checkpointing = self.cfg.trainer.gradient_checkpointing
         for _ in range(alg.num_iterations):
             lrs.append(self.scheduler.get_last_lr()[0])
@@ -366,7 +365,7 @@ class Trainer:
                 parts = (terms.loss.detach(), terms.policy_loss, terms.kl, terms.clipped_tokens, terms.tokens)
                 sums += torch.tensor([float(x) for x in parts], dtype=torch.float64)
             max_norm = alg.max_grad_norm if alg.max_grad_norm > 0 else math.inf
-            grad_norms.append(dist.optimizer_step(self.optimizer, params, max_norm))
+            grad_norms.append(dist.optimizer_step(self.optimizer, max_norm))
             self.scheduler.step()
         k = alg.num_iterations
         loss, policy_loss, kl, clipped, tokens = dist.sum(sums).tolist()

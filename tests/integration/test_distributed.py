@@ -1,5 +1,5 @@
-"""Multi-process training (torchrun, gloo, 2 CPU processes; DDP and DeepSpeed ZeRO-2/3) computes what one
-process computes, and its checkpoints resume on any process count and strategy."""
+"""Multi-process training (torchrun, gloo, 2 CPU processes; DDP, DeepSpeed ZeRO-2/3, FSDP2) computes what
+one process computes, and its checkpoints resume on any process count and strategy."""
 
 from __future__ import annotations
 
@@ -48,6 +48,7 @@ def _cfg(out: Path, processes: int, aggregation: str, accelerate_config: str | N
             beta=0.05,  # the reference pass and the KL term take part
             loss_aggregation=aggregation,
             micro_batch_size=3,  # micro-batches straddle prompts, differently on 1 and 2 processes
+            max_grad_norm=0.3,  # below the first step's gradient norm (~0.49): clipping takes part
         ),
         trainer=TrainerConfig(
             output_dir=str(out / "run"),
@@ -119,8 +120,9 @@ def test_checkpoint_resumes_on_another_process_count(tmp_path: Path) -> None:
     _assert_same_run(one, mixed)
 
 
-# ---------------------------------------------------------------------------- DeepSpeed ZeRO (gloo)
+# ------------------------------------------------------------- DeepSpeed ZeRO and FSDP2 (gloo)
 ZERO2 = str(REPO / "conf" / "accelerate" / "deepspeed_zero2.yaml")
+FSDP2 = str(REPO / "conf" / "accelerate" / "fsdp2.yaml")
 
 
 @pytest.fixture(scope="module")
@@ -148,12 +150,12 @@ def _optimizer_state(out: Path, step: int) -> dict:
     return torch.load(path, weights_only=False)["optimizer"]
 
 
-@pytest.mark.parametrize("stage", [2, 3])
-def test_zero_matches_one_process(tmp_path: Path, one_process: Path, zero3: str, stage: int) -> None:
-    out = tmp_path / f"zero{stage}"
-    _train(_cfg(out, 2, "bnpo", ZERO2 if stage == 2 else zero3), tmp_path)
+@pytest.mark.parametrize("strategy", ["zero2", "zero3", "fsdp2"])
+def test_sharded_matches_one_process(tmp_path: Path, one_process: Path, zero3: str, strategy: str) -> None:
+    out = tmp_path / strategy
+    _train(_cfg(out, 2, "bnpo", {"zero2": ZERO2, "zero3": zero3, "fsdp2": FSDP2}[strategy]), tmp_path)
     _assert_same_run(one_process, out)
-    # The checkpoint holds the whole AdamW state in torch's format, gathered from ZeRO's partitions.
+    # The checkpoint holds the whole AdamW state in torch's format, gathered from the shards.
     want, got = _optimizer_state(one_process, 1), _optimizer_state(out, 1)
     assert got["param_groups"][0]["lr"] == want["param_groups"][0]["lr"]
     assert sorted(got["state"]) == sorted(want["state"]) and len(want["state"]) == 21
@@ -162,11 +164,15 @@ def test_zero_matches_one_process(tmp_path: Path, one_process: Path, zero3: str,
             assert torch.allclose(got["state"][i][key], entry[key], rtol=1e-4, atol=1e-9), (i, key)
 
 
-def test_zero_checkpoints_resume_across_strategies(tmp_path: Path, one_process: Path, zero3: str) -> None:
-    a, b = tmp_path / "a", tmp_path / "b"
-    _train(_cfg(a, 2, "bnpo", zero3), tmp_path, stop_after=1)  # ZeRO-3 on two processes...
-    _train(_cfg(a, 1, "bnpo"), tmp_path)  # ...resumed on one, without DeepSpeed
-    _assert_same_run(one_process, a)
-    _train(_cfg(b, 1, "bnpo"), tmp_path, stop_after=1)  # one process...
-    _train(_cfg(b, 2, "bnpo", ZERO2), tmp_path)  # ...resumed under ZeRO-2 on two
-    _assert_same_run(one_process, b)
+@pytest.mark.parametrize(
+    ("first", "then"), [("zero3", None), (None, "zero2"), ("fsdp2", "zero3"), ("zero2", "fsdp2")]
+)
+def test_sharded_checkpoints_resume_across_strategies(
+    tmp_path: Path, one_process: Path, zero3: str, first: str | None, then: str | None
+) -> None:
+    configs = {None: None, "zero2": ZERO2, "zero3": zero3, "fsdp2": FSDP2}
+    out = tmp_path / "run"
+    # Step 1 under one strategy (one process when None), step 2 resumed under the other.
+    _train(_cfg(out, 1 if first is None else 2, "bnpo", configs[first]), tmp_path, stop_after=1)
+    _train(_cfg(out, 1 if then is None else 2, "bnpo", configs[then]), tmp_path)
+    _assert_same_run(one_process, out)

@@ -65,7 +65,12 @@ def test_checks_before_launch(tmp_path) -> None:
     fsdp = tmp_path / "fsdp.yaml"
     fsdp.write_text("distributed_type: FSDP\n")
     cfg.trainer.accelerate_config = str(fsdp)
-    with pytest.raises(ConfigError, match=r"fsdp\.yaml: distributed_type FSDP is not supported"):
+    with pytest.raises(ConfigError, match=r"fsdp\.yaml: fsdp_config\.fsdp_version must be 2"):
+        check_runnable(cfg)
+    megatron = tmp_path / "megatron.yaml"
+    megatron.write_text("distributed_type: MEGATRON_LM\n")
+    cfg.trainer.accelerate_config = str(megatron)
+    with pytest.raises(ConfigError, match=r"megatron\.yaml: distributed_type MEGATRON_LM is not supported"):
         check_runnable(cfg)
     ds = tmp_path / "zero4.yaml"
     ds.write_text("distributed_type: DEEPSPEED\ndeepspeed_config:\n  zero_stage: 4\n")
@@ -81,10 +86,8 @@ def test_checks_before_launch(tmp_path) -> None:
 
 
 def test_shipped_accelerate_configs() -> None:
-    for name in ("ddp", "deepspeed_zero2", "deepspeed_zero3"):
+    for name in ("ddp", "deepspeed_zero2", "deepspeed_zero3", "fsdp2"):
         check_strategy(Path(f"conf/accelerate/{name}.yaml"))
-    with pytest.raises(ConfigError, match="FSDP is not supported"):
-        check_strategy(Path("conf/accelerate/fsdp2.yaml"))
 
 
 def test_single_process_shard_is_everything() -> None:

@@ -1,4 +1,4 @@
-"""DeepSpeed settings from accelerate configs: what the user may set, what the trainer owns."""
+"""DeepSpeed and FSDP2 settings from accelerate configs: what the user may set, what the trainer owns."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 
 from pipeline.config import ConfigError
 from pipeline.rl.distributed import read_strategy
+from pipeline.rl.fsdp import fsdp_settings
 from pipeline.rl.zero import deepspeed_plugin, deepspeed_settings
 
 
@@ -43,3 +44,18 @@ def test_plugin_takes_the_trainers_settings() -> None:
     assert plugin.zero_stage == 3 and not plugin.zero3_init_flag
     assert deepspeed_plugin(settings, max_grad_norm=0.0).deepspeed_config["gradient_clipping"] == 0.0
     assert "stage3_gather_16bit_weights_on_model_save" not in settings["zero_optimization"]  # not mutated
+
+
+def test_fsdp2_settings() -> None:
+    tree = read_strategy(Path("conf/accelerate/fsdp2.yaml"))
+    assert tree["fsdp"] == {"reshard_after_forward": True, "layer_classes": None}
+    section = {"fsdp_version": 2, "fsdp_reshard_after_forward": False}
+    got = fsdp_settings({**section, "fsdp_transformer_layer_cls_to_wrap": "A, B"}, Path("f.yaml"))
+    assert got == {"reshard_after_forward": False, "layer_classes": ["A", "B"]}
+    for bad, message in [
+        ({"fsdp_version": 1}, r"fsdp_version must be 2"),
+        ({"fsdp_version": 2, "fsdp_offload_params": True}, r"fsdp_offload_params is not supported"),
+        ({"fsdp_version": 2, "fsdp_auto_wrap_policy": "SIZE_BASED_WRAP"}, r"fsdp_auto_wrap_policy must be"),
+    ]:
+        with pytest.raises(ConfigError, match=r"f\.yaml: fsdp_config\." + message):
+            fsdp_settings(bad, Path("f.yaml"))
