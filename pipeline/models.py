@@ -101,6 +101,25 @@ def dequantize_gguf(gguf: Path, out_dir: Path) -> Path:
     return save_atomically(out_dir, plain, tokenizer)
 
 
+def tied_keys(model: PreTrainedModel) -> set[str]:
+    """Weight names stored once because they are tied to another (absent from saved models)."""
+    if not getattr(model.config, "tie_word_embeddings", False):
+        return set()
+    return {"lm_head.weight"} | set(getattr(model, "_tied_weights_keys", None) or [])
+
+
+def policy_state(
+    gathered: dict[str, torch.Tensor] | None, model: PreTrainedModel
+) -> dict[str, torch.Tensor] | None:
+    """A state dict gathered from the scoring module (keys `model.<name>`) as the policy's own, tied
+    duplicates dropped, so it saves exactly as `model.save_pretrained()` would; None stays None."""
+    if gathered is None:
+        return None
+    drop = tied_keys(model)
+    named = ((k.removeprefix("model."), v) for k, v in gathered.items())
+    return {k: v for k, v in named if k not in drop}
+
+
 def save_atomically(
     out_dir: Path,
     model: PreTrainedModel,

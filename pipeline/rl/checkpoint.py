@@ -27,6 +27,7 @@ from safetensors.torch import load_file
 from transformers import PreTrainedModel
 
 from pipeline.config import TrainConfig, to_dict
+from pipeline.models import policy_state
 from pipeline.rl.distributed import Distributed
 from pipeline.types import Prompt
 
@@ -70,9 +71,7 @@ def save_checkpoint(
     optimizer_state = dist.optimizer_state(optimizer, params)  # collective under DeepSpeed
     dist.barrier()
     if dist.is_main:
-        prefix = "model."  # CompletionScorer holds the policy as .model
-        state_dict = None if weights is None else {k.removeprefix(prefix): v for k, v in weights.items()}
-        model.save_pretrained(tmp, safe_serialization=True, state_dict=state_dict)
+        model.save_pretrained(tmp, safe_serialization=True, state_dict=policy_state(weights, model))
         state = {
             "step": step,
             "optimizer": optimizer_state,

@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import torch
 
 from pipeline.config import ConfigError, TrainConfig, TrainerConfig
+from pipeline.models import tied_keys
 from pipeline.rl import fsdp, zero
 
 T = TypeVar("T")
@@ -288,12 +289,13 @@ class Distributed:
         return fsdp.whole(self._units, self.fsdp["reshard_after_forward"])
 
     def optimizer_state(self, optimizer: Any, params: list[torch.nn.Parameter]) -> dict[str, Any]:
-        """The whole optimizer state in torch's AdamW format (a collective under DeepSpeed)."""
+        """The whole optimizer state in torch's AdamW format, complete on the main process (a collective
+        under DeepSpeed and FSDP2)."""
         if self.fsdp is not None:
             return fsdp.whole_optimizer_state(self._units[-1], optimizer)
         if not self.zero_stage:
             return optimizer.state_dict()
-        return zero.whole_optimizer_state(self._engine(), params)
+        return zero.whole_optimizer_state(self._engine(), params, keep=self.is_main)
 
     def load_optimizer_state(self, optimizer: Any, params: list[torch.nn.Parameter], state: dict) -> None:
         """Restore a whole torch-format optimizer state, written on any process count or strategy."""
@@ -308,8 +310,9 @@ class Distributed:
         """ZeRO / FSDP2: load whole weights into the sharded module (and ZeRO's master copies);
         returns False when the caller's plain `load_state_dict` does it (one process, DDP)."""
         if self.fsdp is not None:
-            tied = {"lm_head.weight"} if getattr(model.config, "tie_word_embeddings", False) else set()
-            fsdp.load_whole_weights(self._units[-1], weights, "model.", tied)  # CompletionScorer.model
+            fsdp.load_whole_weights(
+                self._units[-1], weights, "model.", tied_keys(model)
+            )  # CompletionScorer.model
             return True
         if not self.zero_stage:
             return False

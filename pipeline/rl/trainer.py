@@ -24,7 +24,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_cosine_sc
 from pipeline.atomic import write_text_atomic
 from pipeline.config import TrainConfig
 from pipeline.data.sampler import PromptSampler
-from pipeline.models import enable_gradient_checkpointing, save_atomically
+from pipeline.models import enable_gradient_checkpointing, policy_state, save_atomically
 from pipeline.rewards.gold import answer_rate, gold_correctness
 from pipeline.rewards.registry import combine, needs_reference
 from pipeline.rl.advantages import group_advantages
@@ -195,8 +195,7 @@ class Trainer:
         weights = self.dist.full_state_dict(self.scorer)
         final = self.out / "final"
         if self.dist.is_main:
-            state = None if weights is None else {k.removeprefix("model."): v for k, v in weights.items()}
-            save_atomically(final, self.policy, self.tokenizer, state_dict=state)
+            save_atomically(final, self.policy, self.tokenizer, state_dict=policy_state(weights, self.policy))
         self.dist.barrier()
         return final
 

@@ -76,9 +76,10 @@ def _inner_optimizer(engine: Any) -> torch.optim.Optimizer:
     return engine.optimizer.optimizer
 
 
-def whole_optimizer_state(engine: Any, params: list[torch.nn.Parameter]) -> dict[str, Any]:
-    """The engine's optimizer state as `torch.optim.AdamW(params).state_dict()` would give it (CPU
-    tensors; a collective: every process calls it, the result is the same everywhere)."""
+def whole_optimizer_state(engine: Any, params: list[torch.nn.Parameter], keep: bool) -> dict[str, Any]:
+    """The engine's optimizer state as `torch.optim.AdamW(params).state_dict()` would give it, in CPU
+    memory where `keep` (the main process; a collective: every process calls it, the others drop each
+    gathered tensor at once, so host memory holds one copy, not one per process)."""
     from deepspeed.utils import safe_get_full_optimizer_state
 
     inner = _inner_optimizer(engine)
@@ -87,7 +88,9 @@ def whole_optimizer_state(engine: Any, params: list[torch.nn.Parameter]) -> dict
     for i, p in enumerate(params if steps else []):  # no state before the first step, as in torch
         state[i] = {"step": torch.as_tensor(steps[0]).detach().clone().float().cpu()}
         for k in ADAM_KEYS:
-            state[i][k] = safe_get_full_optimizer_state(p, k).detach().float().cpu().clone()
+            whole = safe_get_full_optimizer_state(p, k)
+            if keep:
+                state[i][k] = whole.detach().float().cpu().clone()
     (group,) = inner.param_groups  # the trainer builds one group over all trainable parameters
     hyper = {k: copy.deepcopy(v) for k, v in group.items() if k != "params"}
     return {"state": state, "param_groups": [{**hyper, "params": list(range(len(params)))}]}

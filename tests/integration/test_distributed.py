@@ -176,3 +176,27 @@ def test_sharded_checkpoints_resume_across_strategies(
     _train(_cfg(out, 1 if first is None else 2, "bnpo", configs[first]), tmp_path, stop_after=1)
     _train(_cfg(out, 1 if then is None else 2, "bnpo", configs[then]), tmp_path)
     _assert_same_run(one_process, out)
+
+
+@pytest.mark.slow
+def test_tied_embeddings_sharded_and_resumed(tmp_path: Path, zero3: str) -> None:
+    """The real SmolLM2-135M (output head tied to the input embedding, which the tiny model is not):
+    FSDP2 for step 1, resumed under ZeRO-3 (every parameter partitioned) for step 2, ends where one
+    process ends, and saves the same tensors (the tied head stored once)."""
+
+    def cfg(out: Path, processes: int, accelerate_config: str | None) -> TrainConfig:
+        c = _cfg(out, processes, "bnpo", accelerate_config)
+        c.model = ModelConfig(cache_dir=str(tmp_path / "base"))  # the embedded SmolLM2-135M-Instruct
+        c.algorithm.group_size, c.algorithm.prompts_per_step, c.algorithm.max_new_tokens = 2, 2, 6
+        c.algorithm.micro_batch_size, c.algorithm.lr = 4, 1e-5
+        return c
+
+    one, mixed = tmp_path / "one", tmp_path / "mixed"
+    _train(cfg(one, 1, None), tmp_path)
+    _train(cfg(mixed, 2, FSDP2), tmp_path, stop_after=1)
+    _train(cfg(mixed, 2, zero3), tmp_path)
+    pa, pb = _params(one), _params(mixed)
+    assert sorted(pa) == sorted(pb) and "lm_head.weight" not in pa
+    assert max(float((pa[k] - pb[k]).abs().max()) for k in pa) < 5e-6
+    for ma, mb in zip(_metrics(one), _metrics(mixed), strict=True):
+        assert mb["grad_norm"] == pytest.approx(ma["grad_norm"], rel=1e-4)

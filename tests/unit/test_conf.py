@@ -11,6 +11,7 @@ import yaml
 from pipeline.compose import CONF_DIR, compose_params
 from pipeline.config import PipelineConfig, build
 from pipeline.params import check_runnable, load_params
+from pipeline.rl.distributed import check_strategy
 
 ROOT = CONF_DIR.parent
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
@@ -51,6 +52,10 @@ def test_paper_settings_match_design(tmp_path) -> None:
     assert set(cfg.methods) == {"intuitor", "grpo", "grpo_pv"}
     small = load_params(compose_params(tmp_path / "q.yaml", ["experiment=paper_qwen2_5_1_5b"]))
     assert small.model.system_prompt.endswith("\\boxed{Your Answer}.")
+    # 7B only fits with its training state sharded: ZeRO-3 over 8 GPUs, a config the trainer runs.
+    big = load_params(compose_params(tmp_path / "r.yaml", ["experiment=paper_qwen2_5_7b"]))
+    assert big.trainer.processes == 8 and big.trainer.accelerate_config.endswith("deepspeed_zero3.yaml")
+    check_strategy(Path(big.trainer.accelerate_config))
 
 
 def _undocumented_keys(path: Path) -> list[str]:
