@@ -110,6 +110,7 @@ def train_method(
         "method": method,
         "steps": len(result.history),
         "processes": result.processes,
+        "strategy": result.strategy,
         "wall_s": time.perf_counter() - t0,
         "mlflow_run_id": result.run_id,
         "last_step": result.history[-1] if result.history else {},

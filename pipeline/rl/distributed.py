@@ -214,6 +214,15 @@ class Distributed:
         return self.accelerator.prepare(module, optimizer)
 
     @property
+    def strategy(self) -> str:
+        """single, ddp, zero1/zero2/zero3 or fsdp2 (recorded with the run's results)."""
+        if self.accelerator is None:
+            return "single"
+        if self.fsdp is not None:
+            return "fsdp2"
+        return f"zero{self.zero_stage}" if self.zero_stage else "ddp"
+
+    @property
     def zero_stage(self) -> int:
         """DeepSpeed ZeRO stage of this run (0: no DeepSpeed)."""
         if self.accelerator is None or self.accelerator.distributed_type.value != "DEEPSPEED":

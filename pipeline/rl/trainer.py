@@ -59,6 +59,8 @@ class TrainResult:
     resumed_from: int = 0
     # Training processes that ran it (provenance: the result does not depend on it).
     processes: int = 1
+    # How they shared the work: single, ddp, zero1/zero2/zero3 (DeepSpeed) or fsdp2.
+    strategy: str = "single"
     # Tracking run that logged it (None without a tracker).
     run_id: str | None = None
 
@@ -175,7 +177,13 @@ class Trainer:
         final = None
         if end == cfg.algorithm.steps:
             final = self._save_final()
-        return TrainResult(history=history, final_model=final, resumed_from=start, processes=dist.world_size)
+        return TrainResult(
+            history=history,
+            final_model=final,
+            resumed_from=start,
+            processes=dist.world_size,
+            strategy=dist.strategy,
+        )
 
     def _restore_history(self, start: int) -> list[dict[str, float]]:
         """Keep the logged metrics of completed steps (< start); drop any logged after the checkpoint."""

@@ -148,7 +148,7 @@ def test_dvc_exp_run_two_processes(repo) -> None:
     out = _run(["dvc", "exp", "run", "-n", "two-processes", *args], path, env)
     assert "Running stage 'train@intuitor'" in out
     summary = json.loads((path / "results/train/intuitor/metrics.json").read_text())
-    assert summary["processes"] == 2 and summary["steps"] == 2
+    assert summary["processes"] == 2 and summary["steps"] == 2 and summary["strategy"] == "ddp"
     client = MlflowClient(tracking_uri=f"sqlite:///{path / 'mlflow.db'}")
     exp = client.get_experiment_by_name("intuitor-pipeline")
     parent = client.search_runs(
