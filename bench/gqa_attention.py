@@ -13,22 +13,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import torch
+from decode_timing import decode_s_per_step  # bench/ is on sys.path when run as a script
 from transformers import AutoModelForCausalLM
 
 from pipeline.attention import use_gqa_attention
-
-
-def _decode_s_per_step(model, ids: torch.Tensor, mask: torch.Tensor, steps: int) -> float:
-    kw = {"do_sample": False, "pad_token_id": 0, "eos_token_id": None}
-    t0 = time.perf_counter()
-    model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=1, **kw)
-    t1 = time.perf_counter()
-    model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=1 + steps, **kw)
-    t2 = time.perf_counter()
-    return ((t2 - t1) - (t1 - t0)) / steps
 
 
 def main() -> None:
@@ -55,7 +45,7 @@ def main() -> None:
     times: dict[str, list[float]] = {k: [] for k in models}
     for r in range(args.repeats):
         for name, model in models.items():
-            s = _decode_s_per_step(model, ids, mask, args.steps)
+            s = decode_s_per_step(model, ids, mask, args.steps, pad_token_id=0)
             times[name].append(s)
             print(f"repeat {r} {name}: {s:.3f} s/decode step")
     ours, stock = statistics.median(times["ours_gqa"]), statistics.median(times["stock_sdpa"])

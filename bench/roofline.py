@@ -21,6 +21,7 @@ import statistics
 import time
 
 import torch
+from decode_timing import decode_s_per_step  # bench/ is on sys.path when run as a script
 
 
 def matmul_gflops(n: int, repeats: int) -> float:
@@ -51,19 +52,13 @@ def bandwidth_gbs(mb: int, repeats: int) -> tuple[float, float]:
     return nbytes / read / 1e9, 2 * nbytes / copy / 1e9
 
 
-def decode_s_per_step(model: torch.nn.Module, batch: int, prompt: int, steps: int, pad_id: int) -> float:
+def decode_at_batch(model: torch.nn.Module, batch: int, prompt: int, steps: int, pad_id: int) -> float:
     gen = torch.Generator().manual_seed(0)
     ids = torch.randint(100, 40_000, (batch, prompt), generator=gen)
     mask = torch.ones_like(ids)
-    kw = {"do_sample": False, "pad_token_id": pad_id, "eos_token_id": None, "cache_implementation": "static"}
-    with torch.no_grad():
-        model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=2, **kw)  # warm-up
-        t0 = time.perf_counter()
-        model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=1, **kw)
-        t1 = time.perf_counter()
-        model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=1 + steps, **kw)
-        t2 = time.perf_counter()
-    return ((t2 - t1) - (t1 - t0)) / steps
+    kw = {"pad_token_id": pad_id, "cache_implementation": "static"}  # the HF engine's CPU cache
+    decode_s_per_step(model, ids, mask, 1, **kw)  # warm-up: the static cache and kernels
+    return decode_s_per_step(model, ids, mask, steps, **kw)
 
 
 def main() -> None:
@@ -102,7 +97,7 @@ def main() -> None:
     rows = []
     for batch in (int(b) for b in args.batches.split(",")):
         times = [
-            decode_s_per_step(model, batch, args.prompt, args.steps, tokenizer.pad_token_id)
+            decode_at_batch(model, batch, args.prompt, args.steps, tokenizer.pad_token_id)
             for _ in range(max(1, args.repeats // 2))
         ]
         step = statistics.median(times)
