@@ -30,7 +30,8 @@ def _peak_mb() -> float:
 
 def run_variant(variant: str, batch: int, seq: int, chunk: int) -> dict:
     from pipeline.models import tiny_random_model
-    from pipeline.rl.scoring import position_ids_from_mask, score_completions
+    from pipeline.prompt_cache import position_ids_from_mask
+    from pipeline.rl.scoring import score_completions
 
     torch.manual_seed(0)
     model = tiny_random_model(vocab_size=VOCAB, hidden_size=64, num_layers=2, num_heads=4)

@@ -19,8 +19,9 @@ from pipeline.config import (
 )
 from pipeline.data.math import load_math
 from pipeline.models import embedded_gguf_path, load_model_and_tokenizer, resolve_model_path
+from pipeline.prompt_cache import position_ids_from_mask
 from pipeline.rl.batch import collate_groups
-from pipeline.rl.scoring import position_ids_from_mask, score_completions
+from pipeline.rl.scoring import score_completions
 from pipeline.rl.trainer import Trainer
 from pipeline.rollout.hf import HFRolloutEngine
 

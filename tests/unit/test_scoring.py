@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from pipeline.models import tiny_random_model
-from pipeline.rl.scoring import masked_sequence_mean, position_ids_from_mask, score_completions
+from pipeline.prompt_cache import position_ids_from_mask, shared_prompts
+from pipeline.rl.scoring import masked_sequence_mean, score_completions
 
 
 def _batch(vocab: int, n: int = 4, p: int = 5, c: int = 7, seed: int = 0):
@@ -101,3 +102,70 @@ def test_masked_sequence_mean() -> None:
     v = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]])
     m = torch.tensor([[1, 1, 0], [1, 1, 1], [0, 0, 0]])
     assert masked_sequence_mean(v, m).tolist() == [1.5, 5.0, 0.0]
+
+
+def _grouped_batch(vocab: int, groups: int = 3, g: int = 4, p: int = 6, c: int = 5, seed: int = 0):
+    """`groups` prompts of different lengths (left-padded), each over `g` rows; ragged completions."""
+    gen = torch.Generator().manual_seed(seed)
+    n = groups * g
+    ids = torch.randint(3, vocab, (n, p + c), generator=gen)
+    attn = torch.ones(n, p + c, dtype=torch.long)
+    for k in range(groups):
+        rows = slice(k * g, (k + 1) * g)
+        ids[rows, :p] = torch.randint(3, vocab, (p,), generator=gen)
+        attn[rows, : k + 1] = 0  # prompt k has k + 1 pad columns (every row has at least one)
+        ids[rows, : k + 1] = 0
+    cmask = (torch.rand(n, c, generator=gen) < 0.9).float().cumprod(-1)
+    cmask[:, 0] = 1
+    attn[:, p:] = cmask.long()
+    return ids, attn, cmask, p
+
+
+def test_shared_prompts_numbers_prompts_by_first_row() -> None:
+    ids, attn, _, p = _grouped_batch(259, groups=3, g=2)
+    order = torch.tensor([4, 0, 5, 1, 2, 3])  # rows interleaved: prompt 2 first
+    first, inverse = shared_prompts(ids[order], attn[order], p)
+    assert first.tolist() == [0, 1, 4]
+    assert inverse.tolist() == [0, 1, 0, 1, 2, 2]
+
+
+@pytest.mark.parametrize("with_grad", [False, True])
+def test_shared_prompt_pass_matches_float64_brute_force(with_grad: bool) -> None:
+    """Each prompt run once (its cache copied to its rows) = every row run in full, scores and gradients."""
+    model = tiny_random_model(seed=11).double()
+    ids, attn, cmask, p = _grouped_batch(259, seed=3)
+    shared = score_completions(model, ids, attn, p, cmask, chunk_tokens=7, with_grad=with_grad)
+    logp, kl, entropy = _brute_force(model, ids, attn, p)
+    m = cmask.bool()
+    torch.testing.assert_close(shared.logprobs[m].double(), logp[m], rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(shared.self_certainty[m].double(), kl[m], rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(shared.entropy[m].double(), entropy[m], rtol=1e-6, atol=1e-6)
+    if not with_grad:
+        return
+    (shared.logprobs * cmask).sum().backward()
+    grads = {n: q.grad.clone() for n, q in model.named_parameters()}
+    model.zero_grad()
+    logits = model(input_ids=ids, attention_mask=attn, position_ids=position_ids_from_mask(attn)).logits
+    full = logits[:, p - 1 : -1].log_softmax(-1).gather(-1, ids[:, p:, None]).squeeze(-1)
+    (full * cmask).sum().backward()
+    for n, q in model.named_parameters():
+        torch.testing.assert_close(grads[n], q.grad, rtol=1e-5, atol=1e-7, msg=lambda m, n=n: f"{n}: {m}")
+
+
+def test_shared_prompt_pass_runs_each_prompt_once() -> None:
+    model = tiny_random_model(seed=11)
+    ids, attn, cmask, p = _grouped_batch(259, groups=2, g=4, p=6, c=5)
+    seen: list[tuple[int, ...]] = []
+    hook = model.get_decoder().register_forward_pre_hook(
+        lambda _m, _a, kw: seen.append(tuple(kw["input_ids"].shape)), with_kwargs=True
+    )
+    score_completions(model, ids, attn, p, cmask)
+    hook.remove()
+    # 2 prompts (the all-padding first column trimmed), then the 8 rows' completions on their caches.
+    assert seen == [(2, 5), (8, 5)]
+    seen.clear()
+    hook = model.get_decoder().register_forward_pre_hook(
+        lambda _m, _a, kw: seen.append(tuple(kw["input_ids"].shape)), with_kwargs=True
+    )
+    score_completions(model, ids, attn, p, cmask, share_prompts=False)
+    assert seen == [(8, 11)]
