@@ -45,6 +45,10 @@ class RolloutGroup:
     texts: list[str]
     # [G] mean self-certainty of each completion recorded during generation (raw logits), if asked for.
     self_certainty: torch.Tensor | None = None
+    # ([G, C] self-certainty, [G, C] entropy) of every completion token, read from the generation
+    # logits (0 where the mask is 0), if the engine recorded them; the trainer then skips the
+    # policy's no-grad scoring pass when nothing else needs it.
+    token_scores: tuple[torch.Tensor, torch.Tensor] | None = None
 
     @property
     def group_size(self) -> int:
@@ -55,8 +59,9 @@ class RolloutGroup:
 class TokenScores:
     """Per completion token outputs of one scoring pass. All [N, C], zero where the mask is 0."""
 
-    # log p(o_t | q, o_<t) of the sampled token (at the scoring temperature).
-    logprobs: torch.Tensor
+    # log p(o_t | q, o_<t) of the sampled token (at the scoring temperature). None for the policy's
+    # scores recorded during rollout (1 iteration) until the gradient pass fills them in.
+    logprobs: torch.Tensor | None
     # KL(U || p(.|q, o_<t)) = logsumexp(z) - mean(z) - log V.
     self_certainty: torch.Tensor
     # H(p(.|q, o_<t)) = logsumexp(z) - sum_j p_j z_j.

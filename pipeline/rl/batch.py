@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from pipeline.types import RolloutGroup, ScoredBatch
+from pipeline.types import RolloutGroup, ScoredBatch, TokenScores
 
 
 def collate_groups(groups: list[RolloutGroup], pad_id: int) -> ScoredBatch:
@@ -44,3 +44,72 @@ def collate_groups(groups: list[RolloutGroup], pad_id: int) -> ScoredBatch:
         completion_mask=cmask,
         prompt_length=p_len,
     )
+
+
+def recorded_scores(batch: ScoredBatch) -> TokenScores | None:
+    """The policy's [N, C] self-certainty and entropy recorded during rollout (no log-probs), or None
+    unless every group carries them."""
+    if any(g.token_scores is None for g in batch.groups):
+        return None
+    n, c = batch.completion_mask.shape
+    certainty, entropy = torch.zeros(n, c), torch.zeros(n, c)
+    g_size = batch.group_size
+    for gi, g in enumerate(batch.groups):
+        assert g.token_scores is not None
+        sc, ent = g.token_scores
+        width = min(c, sc.shape[1])
+        rows = slice(gi * g_size, (gi + 1) * g_size)
+        certainty[rows, :width] = sc[:, :width]
+        entropy[rows, :width] = ent[:, :width]
+    mask = batch.completion_mask
+    return TokenScores(logprobs=None, self_certainty=certainty * mask, entropy=entropy * mask)
+
+
+def micro_batches(
+    prompt_lengths: torch.Tensor,
+    completion_lengths: torch.Tensor,
+    prompt_index: torch.Tensor,
+    max_rows: int,
+    max_tokens: int = 0,
+) -> list[slice]:
+    """Consecutive row ranges for the training pass: at most `max_rows` rows each and, with
+    `max_tokens` > 0, at most that many padded tokens, i.e. what the pass computes: each distinct prompt
+    once at the longest prompt's length plus every row at the longest completion's length. A single
+    row over the budget is a micro-batch of its own.
+
+    prompt_lengths / completion_lengths / prompt_index: [N] real prompt tokens, completion tokens and
+    the row's prompt (rows of one prompt are contiguous: a group).
+    """
+    n = int(completion_lengths.shape[0])
+    max_rows = max(1, max_rows)
+    out: list[slice] = []
+    start = 0
+    while start < n:
+        end = start + 1
+        while end < n and end - start < max_rows:
+            if max_tokens > 0:
+                rows = slice(start, end + 1)
+                distinct = int(prompt_index[rows].unique().numel())
+                cost = distinct * int(prompt_lengths[rows].max()) + (end + 1 - start) * int(
+                    completion_lengths[rows].max()
+                )
+                if cost > max_tokens:
+                    break
+            end += 1
+        out.append(slice(start, end))
+        start = end
+    return out
+
+
+def split_to(slices: list[slice], count: int) -> list[slice]:
+    """Halve the largest micro-batch until there are `count` (processes of a sharded run must make the
+    same number of backward calls: DeepSpeed and FSDP communicate in every one)."""
+    out = list(slices)
+    while len(out) < count:
+        i = max(range(len(out)), key=lambda k: out[k].stop - out[k].start)
+        s = out[i]
+        if s.stop - s.start < 2:
+            raise ValueError(f"cannot split {len(slices)} micro-batches of single rows into {count}")
+        mid = s.start + (s.stop - s.start) // 2
+        out[i : i + 1] = [slice(s.start, mid), slice(mid, s.stop)]
+    return out

@@ -28,7 +28,7 @@ from pipeline.models import enable_gradient_checkpointing, policy_state, save_at
 from pipeline.rewards.gold import answer_rate, gold_correctness
 from pipeline.rewards.registry import combine, needs_reference
 from pipeline.rl.advantages import group_advantages
-from pipeline.rl.batch import collate_groups
+from pipeline.rl.batch import collate_groups, recorded_scores
 from pipeline.rl.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
@@ -89,7 +89,17 @@ class Trainer:
         self.tokenizer = tokenizer
         # ZeRO-3: every generate step is a collective, so all processes step until all are done.
         synced = self.dist.zero_stage == 3
-        self.engine = engine or HFRolloutEngine(policy, tokenizer, show_progress=show_progress, synced=synced)
+        # One iteration: the old log-probs are the gradient pass's own (detached), so the only thing
+        # the policy's no-grad pass would add is self-certainty and entropy, which generate's logits
+        # already hold: recorded there, the pass is skipped.
+        self.engine = engine or HFRolloutEngine(
+            policy,
+            tokenizer,
+            show_progress=show_progress,
+            synced=synced,
+            record_token_scores=alg.num_iterations == 1,
+            certainty_temperature=self._temperature(alg.sc_temperature_scaled),
+        )
         self.tracker = tracker or NullTracker()
         self.show_progress = show_progress
         self.sampler = PromptSampler(prompts, alg.prompts_per_step, cfg.trainer.seed)
@@ -233,7 +243,8 @@ class Trainer:
         t_rollout = time.perf_counter() - t0
 
         batch = collate_groups(groups, self.pad_id)
-        batch.policy = self._score(self.scorer, batch)
+        recorded = recorded_scores(batch) if alg.num_iterations == 1 else None
+        batch.policy = recorded if recorded is not None else self._score(self.scorer, batch)
         if self.reference is not None:
             batch.reference = self._score_reference(batch)
         t_score = time.perf_counter() - t0 - t_rollout
@@ -341,6 +352,12 @@ class Trainer:
             total_sequences=int(n_all),
             total_tokens=float(tokens_all),
         )
+        assert batch.policy is not None
+        # None: one iteration without a no-grad pass; the old log-probs are the current ones, detached
+        # (ratio 1, the same gradient), and are kept for the metrics as the pass would have left them.
+        from_update = batch.policy.logprobs is None
+        if from_update:
+            batch.policy.logprobs = torch.zeros_like(mask)
         old = batch.policy.logprobs
         ref = batch.reference.logprobs if batch.reference is not None else None
         # loss, policy loss, kl, clipped tokens, tokens: summed over micro-batches and processes
@@ -358,6 +375,8 @@ class Trainer:
                     scores, width = self._score_rows(self.scorer, batch, rows, with_grad=True)
                     self.policy.eval()
                     device = scores.logprobs.device
+                    if from_update:
+                        old[rows, :width] = scores.logprobs.detach().float().cpu()
                     terms = grpo_loss(
                         scores.logprobs.float(),
                         old[rows, :width].to(device),

@@ -6,10 +6,19 @@ import math
 
 import torch
 from tqdm.auto import tqdm
-from transformers import LogitsProcessor, LogitsProcessorList, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    Cache,
+    DynamicCache,
+    LogitsProcessor,
+    LogitsProcessorList,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+    StaticCache,
+)
 
 from pipeline.config import SamplingConfig
 from pipeline.models import prompt_ids as render_prompt
+from pipeline.prompt_cache import can_share, position_ids_from_mask, select_rows, shared_prompts
 from pipeline.rollout.base import completion_mask
 from pipeline.rollout.sampling import SeededSampler, request_seed
 from pipeline.types import Prompt, RolloutGroup
@@ -34,24 +43,42 @@ def cut_at_stop(text: str, stop: list[str]) -> str:
 
 
 class CertaintyRecorder(LogitsProcessor):
-    """Records KL(U || p) of every generation step from the logits `generate` sees, returns them unchanged.
+    """Records KL(U || p) (and optionally the entropy of p) of every generation step from the logits
+    `generate` sees, returns them unchanged.
 
     User processors run before the sampling warpers (temperature, top-p), so these are the raw logits:
-    self-certainty comes for free during generation, without a second forward pass (evaluation).
+    self-certainty comes for free during generation, without a second forward pass. They are the
+    current policy's logits at each completion position, i.e. what the scoring pass would recompute.
+    `inv_temperature` scales the logits first (the trainer's sc_temperature_scaled option).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, inv_temperature: float = 1.0, entropy: bool = False) -> None:
+        self.inv_temperature = inv_temperature
+        self.entropy = entropy
         self.steps: list[torch.Tensor] = []  # each [batch] float64
+        self.entropy_steps: list[torch.Tensor] = []  # each [batch] float64
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        z = scores.double()
-        z = z - z.mean(dim=-1, keepdim=True)  # float64 + centring: see scoring._chunk_certainty
-        self.steps.append((torch.logsumexp(z, dim=-1) - math.log(z.shape[-1])).cpu())
+        z = scores.double()  # float64 + centring: see scoring._chunk_certainty
+        if self.inv_temperature != 1.0:
+            z = z * self.inv_temperature
+        z = z - z.mean(dim=-1, keepdim=True)
+        lse = torch.logsumexp(z, dim=-1)  # [batch]
+        self.steps.append((lse - math.log(z.shape[-1])).cpu())
+        if self.entropy:
+            p = (z - lse[:, None]).exp_()
+            self.entropy_steps.append((lse - torch.bmm(p.unsqueeze(1), z.unsqueeze(2)).reshape(-1)).cpu())
         return scores
 
     def per_token(self) -> torch.Tensor:
         """[batch, steps] self-certainty of each generated position."""
         return torch.stack(self.steps, dim=1) if self.steps else torch.zeros(0, 0, dtype=torch.float64)
+
+    def per_token_entropy(self) -> torch.Tensor:
+        """[batch, steps] entropy of each generated position (recorded with entropy=True)."""
+        if not self.entropy_steps:
+            return torch.zeros(0, 0, dtype=torch.float64)
+        return torch.stack(self.entropy_steps, dim=1)
 
 
 class HFRolloutEngine:
@@ -64,6 +91,8 @@ class HFRolloutEngine:
         *,
         show_progress: bool = True,
         record_certainty: bool = False,
+        record_token_scores: bool = False,
+        certainty_temperature: float = 1.0,
         synced: bool = False,
     ) -> None:
         self.model = model
@@ -73,6 +102,10 @@ class HFRolloutEngine:
         self.show_progress = show_progress
         # Fill RolloutGroup.self_certainty from the generation logits (used by evaluation).
         self.record_certainty = record_certainty
+        # Fill RolloutGroup.token_scores (per-token self-certainty and entropy, logits divided by
+        # certainty_temperature): the trainer's reward and metrics then need no scoring pass.
+        self.record_token_scores = record_token_scores
+        self.certainty_temperature = certainty_temperature
         eos = model.generation_config.eos_token_id
         eos_ids = list(eos) if isinstance(eos, list | tuple) else [eos] if eos is not None else []
         if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in eos_ids:
@@ -99,15 +132,21 @@ class HFRolloutEngine:
         requests = [(i, j) for i in range(len(prompts)) for j in range(n)]
         outputs: list[list[int]] = []
         certainty: list[float] = []
+        token_sc: list[torch.Tensor] = []  # per completion: [steps] self-certainty, entropy (recorded)
+        token_ent: list[torch.Tensor] = []
         bs = max(1, sampling.batch_size)
         batches = range(0, len(requests), bs)
         bar = tqdm(batches, desc="rollout", unit="batch", disable=not self.show_progress or len(batches) < 2)
         for start in bar:
             chunk = requests[start : start + bs]
             seeds = [request_seed(seed, first_prompt + i, j) for i, j in chunk]
-            rows, sc = self._generate_batch([prompt_ids[i] for i, _ in chunk], sampling, seeds)
+            rows, sc, tok_sc, tok_ent = self._generate_batch(
+                [prompt_ids[i] for i, _ in chunk], sampling, seeds
+            )
             outputs.extend(rows)
             certainty.extend(sc)
+            token_sc.extend(tok_sc)
+            token_ent.extend(tok_ent)
         groups = []
         for i, prompt in enumerate(prompts):
             rows = outputs[i * n : (i + 1) * n]
@@ -126,13 +165,51 @@ class HFRolloutEngine:
                 for j in range(n)
             ]
             sc = torch.tensor(certainty[i * n : (i + 1) * n]) if self.record_certainty else None
-            groups.append(RolloutGroup(prompt, torch.tensor(prompt_ids[i]), ids, mask, texts, sc))
+            scores = None
+            if self.record_token_scores:
+                scores = (torch.zeros(n, width), torch.zeros(n, width))
+                for j in range(n):
+                    k = i * n + j
+                    scores[0][j, : token_sc[k].numel()] = token_sc[k]
+                    scores[1][j, : token_ent[k].numel()] = token_ent[k]
+                scores = (scores[0] * mask, scores[1] * mask)
+            groups.append(RolloutGroup(prompt, torch.tensor(prompt_ids[i]), ids, mask, texts, sc, scores))
         return groups
+
+    def _prefill_shared(
+        self, ids: torch.Tensor, attn: torch.Tensor, static: bool, max_length: int
+    ) -> Cache | None:
+        """A KV cache holding every row's prompt but its last token, each distinct prompt run once
+        (a group's G rows share one prefill); None where no prompt repeats or the model's cache layers
+        cannot be shared. Under synced_gpus it is always built: every process makes the same calls."""
+        if ids.shape[1] < 2:
+            return None
+        first, inverse = shared_prompts(ids, attn, ids.shape[1])
+        if first.numel() == ids.shape[0] and not self.synced:
+            return None
+        config = self.model.config
+        cache: Cache = (
+            StaticCache(config=config, max_cache_len=max_length) if static else DynamicCache(config=config)
+        )
+        if not can_share(cache):
+            return None
+        device = next(self.model.parameters()).device
+        mask = attn[first, :-1].to(device)  # [U, P - 1]; generate runs the last prompt token itself
+        self.model.get_decoder()(
+            input_ids=ids[first, :-1].to(device),
+            attention_mask=mask,
+            position_ids=position_ids_from_mask(mask),
+            past_key_values=cache,
+            use_cache=True,
+        )
+        select_rows(cache, inverse)  # [U, ...] -> [n, ...]
+        return cache
 
     def _generate_batch(
         self, rows: list[list[int]], sampling: SamplingConfig, seeds: list[int]
-    ) -> tuple[list[list[int]], list[float]]:
-        """Completions (cut after the first EOS) and, if recording, their mean self-certainty."""
+    ) -> tuple[list[list[int]], list[float], list[torch.Tensor], list[torch.Tensor]]:
+        """Completions (cut after the first EOS); if recording, their mean self-certainty and their
+        per-token self-certainty and entropy ([length] each)."""
         ids, attn = left_pad(rows, self.pad_id)
         device = next(self.model.parameters()).device
         kwargs = {
@@ -142,10 +219,14 @@ class HFRolloutEngine:
             "eos_token_id": self.eos_ids,
             "pad_token_id": self.pad_id,
         }
-        if device.type == "cpu" and not torch.is_autocast_enabled("cpu"):
-            # (Not under autocast: the cache is allocated in the weights' dtype, autocast writes bf16.)
-            # A preallocated KV cache: the default one grows by torch.cat every step, which at long
-            # contexts is most of a CPU decode step (measured 4x slower per step at 800-token prompts).
+        # (Not under autocast: the cache is allocated in the weights' dtype, autocast writes bf16.)
+        # A preallocated KV cache: the default one grows by torch.cat every step, which at long
+        # contexts is most of a CPU decode step (measured 4x slower per step at 800-token prompts).
+        static = device.type == "cpu" and not torch.is_autocast_enabled("cpu")
+        cache = self._prefill_shared(ids, attn, static, ids.shape[1] + sampling.max_new_tokens)
+        if cache is not None:
+            kwargs["past_key_values"] = cache
+        elif static:
             kwargs["cache_implementation"] = "static"
         if self.synced:
             kwargs["synced_gpus"] = True
@@ -154,9 +235,10 @@ class HFRolloutEngine:
             kwargs.update(stop_strings=list(sampling.stop), tokenizer=self.tokenizer)
         # No temperature/top-k/top-p warpers from a model's generation_config: the sampler does them.
         kwargs.update(temperature=None, top_p=None, top_k=None)
-        recorder = CertaintyRecorder()
+        tokens = self.record_token_scores
+        recorder = CertaintyRecorder(1.0 / self.certainty_temperature if tokens else 1.0, entropy=tokens)
         processors = LogitsProcessorList()
-        if self.record_certainty:
+        if self.record_certainty or tokens:
             processors.append(recorder)  # first: it must see the raw logits
         if sampling.temperature > 0:
             processors.append(SeededSampler(seeds, ids.shape[1], sampling.temperature, sampling.top_p))
@@ -165,11 +247,15 @@ class HFRolloutEngine:
         )
         completions = out[:, ids.shape[1] :].cpu()
         per_token = recorder.per_token()  # [batch, steps]
-        result, certainty = [], []
+        per_token_entropy = recorder.per_token_entropy()
+        result, certainty, token_sc, token_ent = [], [], [], []
         for i, row in enumerate(completions.tolist()):
             # Cut after the first EOS: what generate pads with afterwards is not part of the sample.
             cut = next((k + 1 for k, t in enumerate(row) if t in self.eos_ids), len(row))
             result.append(row[:cut])
             if self.record_certainty:
                 certainty.append(float(per_token[i, :cut].mean()) if cut else 0.0)
-        return result, certainty
+            if tokens:
+                token_sc.append(per_token[i, :cut].float())
+                token_ent.append(per_token_entropy[i, :cut].float())
+        return result, certainty, token_sc, token_ent

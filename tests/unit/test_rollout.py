@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from pipeline.config import SamplingConfig
-from pipeline.rl.batch import collate_groups
+from pipeline.rl.batch import collate_groups, recorded_scores
 from pipeline.rl.scoring import score_completions
 from pipeline.rollout.base import completion_mask
 from pipeline.rollout.hf import HFRolloutEngine, left_pad
@@ -102,3 +103,62 @@ def test_recorded_certainty_equals_scoring_pass(tiny_model, tokenizer, toy_promp
         expected = masked_sequence_mean(s.self_certainty, batch.completion_mask)
         recorded = torch.cat([g.self_certainty for g in groups]).float()
         torch.testing.assert_close(recorded, expected, rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("certainty_temperature", [1.0, 0.7])
+def test_recorded_token_scores_equal_scoring_pass(
+    tiny_model, tokenizer, toy_prompts, certainty_temperature
+) -> None:
+    """Per-token self-certainty and entropy recorded from generate's logits = the scoring pass's."""
+    engine = HFRolloutEngine(
+        tiny_model,
+        tokenizer,
+        show_progress=False,
+        record_token_scores=True,
+        certainty_temperature=certainty_temperature,
+    )
+    groups = engine.generate(toy_prompts[:3], 3, SamplingConfig(temperature=0.9, max_new_tokens=9), 4)
+    batch = collate_groups(groups, tokenizer.pad_token_id)
+    s = score_completions(
+        tiny_model,
+        batch.input_ids,
+        batch.attention_mask,
+        batch.prompt_length,
+        batch.completion_mask,
+        certainty_temperature=certainty_temperature,
+    )
+    recorded = recorded_scores(batch)
+    assert recorded is not None and recorded.logprobs is None
+    assert batch.completion_mask.sum() > batch.completion_mask.shape[0]  # more than one token each
+    torch.testing.assert_close(recorded.self_certainty, s.self_certainty, rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(recorded.entropy, s.entropy, rtol=1e-4, atol=1e-6)
+    # an engine that does not record leaves the scoring pass to the trainer
+    plain = HFRolloutEngine(tiny_model, tokenizer, show_progress=False)
+    groups = plain.generate(toy_prompts[:1], 2, SamplingConfig(temperature=0.9, max_new_tokens=4), 4)
+    assert recorded_scores(collate_groups(groups, tokenizer.pad_token_id)) is None
+
+
+def test_one_prefill_per_prompt_samples_the_same(tiny_model, tokenizer, toy_prompts) -> None:
+    """A group's rows share one prefill of their prompt; the samples are those of per-row prefills."""
+    calls: list[tuple[int, ...]] = []
+    hook = tiny_model.get_decoder().register_forward_pre_hook(
+        lambda _m, _a, kw: calls.append(tuple(kw["input_ids"].shape)), with_kwargs=True
+    )
+    try:
+        runs = {}
+        for share in (True, False):
+            engine = HFRolloutEngine(tiny_model, tokenizer, show_progress=False, record_token_scores=True)
+            if not share:
+                engine._prefill_shared = lambda *_a: None
+            calls.clear()
+            sampling = SamplingConfig(temperature=0.9, max_new_tokens=7, batch_size=12)
+            runs[share] = (engine.generate(toy_prompts[:3], 4, sampling, 5), list(calls))
+    finally:
+        hook.remove()
+    (shared, shared_calls), (plain, plain_calls) = runs[True], runs[False]
+    # shared: 3 prompts (minus their last token) once, then 12 rows from the last prompt token on
+    assert shared_calls[0][0] == 3 and shared_calls[1] == (12, 1)
+    assert plain_calls[0][0] == 12 and plain_calls[0][1] == shared_calls[0][1] + 1
+    for a, b in zip(shared, plain, strict=True):
+        assert torch.equal(a.completion_ids, b.completion_ids) and a.texts == b.texts
+        torch.testing.assert_close(a.token_scores[0], b.token_scores[0], rtol=1e-5, atol=1e-6)

@@ -273,7 +273,7 @@ class FakeLLM:
         assert all(p.temperature == 0.0 and p.n == 1 for p in sampling_params)  # this fake is greedy only
         sampling = SamplingConfig(temperature=0.0, max_new_tokens=sp.max_tokens, stop=sp.stop, batch_size=64)
         self.hf.eos_ids = sp.stop_token_ids
-        rows, _ = self.hf._generate_batch([r["prompt_token_ids"] for r in requests], sampling, 0)
+        rows, *_ = self.hf._generate_batch([r["prompt_token_ids"] for r in requests], sampling, 0)
         return [request(r["prompt_token_ids"], row) for r, row in zip(requests, rows, strict=True)]
 
 
