@@ -131,8 +131,11 @@ class AlgorithmConfig:
     scale_rewards: bool = True
     # Added to the group std before dividing (paper code: 1e-4).
     std_eps: float = 1.0e-4
-    # Sequences per micro-batch in the training pass (gradient accumulation over the rest).
+    # Sequences per micro-batch in the scoring and training passes (gradient accumulation over the rest).
     micro_batch_size: int = 8
+    # Also at most this many padded tokens per micro-batch (each distinct prompt once + every row's
+    # completion at the longest one's length); 0 = by sequence count only.
+    micro_batch_tokens: int = 0
     # Completion tokens per logits chunk in scoring (peak extra memory ~ 20 bytes x chunk x V).
     scoring_chunk_tokens: int = 256
     # Compute self-certainty/entropy from logits / temperature (False = raw logits, as official code).

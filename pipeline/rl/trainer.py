@@ -28,7 +28,7 @@ from pipeline.models import enable_gradient_checkpointing, policy_state, save_at
 from pipeline.rewards.gold import answer_rate, gold_correctness
 from pipeline.rewards.registry import combine, needs_reference
 from pipeline.rl.advantages import group_advantages
-from pipeline.rl.batch import collate_groups, recorded_scores
+from pipeline.rl.batch import collate_groups, micro_batches, recorded_scores, split_to
 from pipeline.rl.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
@@ -243,16 +243,17 @@ class Trainer:
         t_rollout = time.perf_counter() - t0
 
         batch = collate_groups(groups, self.pad_id)
+        slices = self._micro_batches(batch)
         recorded = recorded_scores(batch) if alg.num_iterations == 1 else None
-        batch.policy = recorded if recorded is not None else self._score(self.scorer, batch)
+        batch.policy = recorded if recorded is not None else self._score(self.scorer, batch, slices)
         if self.reference is not None:
-            batch.reference = self._score_reference(batch)
+            batch.reference = self._score_reference(batch, slices)
         t_score = time.perf_counter() - t0 - t_rollout
 
         total, parts = combine(cfg.method.rewards, batch)  # [B, G], this process's prompts
         correct, answered = gold_correctness(batch), answer_rate(batch)
         advantages = group_advantages(total, alg.std_eps, alg.scale_rewards).flatten()  # [N]
-        update = self._update(batch, advantages)
+        update = self._update(batch, advantages, slices)
         elapsed = time.perf_counter() - t0
 
         stats = sequence_statistics(batch, total, parts, correct, answered, alg.max_new_tokens, self.eos_ids)
@@ -275,9 +276,19 @@ class Trainer:
             self._log_completions(step, batch, total, correct)
         return metrics
 
-    def _rows(self, n: int) -> list[slice]:
-        mb = max(1, self.cfg.algorithm.micro_batch_size)
-        return [slice(i, min(n, i + mb)) for i in range(0, n, mb)]
+    def _micro_batches(self, batch: ScoredBatch) -> list[slice]:
+        """Row ranges of the scoring and gradient passes: micro_batch_size rows and, if set,
+        micro_batch_tokens padded tokens at most; equally many on every process."""
+        alg, dist = self.cfg.algorithm, self.dist
+        lengths = batch.completion_mask.sum(-1).long()  # [N]
+        prompt_lengths = batch.attention_mask[:, : batch.prompt_length].sum(-1)  # [N]
+        prompt_index = torch.arange(lengths.shape[0]) // batch.group_size
+        slices = micro_batches(
+            prompt_lengths, lengths, prompt_index, alg.micro_batch_size, alg.micro_batch_tokens
+        )
+        if alg.micro_batch_tokens > 0 and dist.world_size > 1:
+            slices = split_to(slices, int(dist.gather(torch.tensor([len(slices)])).max()))
+        return slices
 
     def _slice(self, batch: ScoredBatch, rows: slice) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
         """A micro-batch's tensors with completion columns trimmed to its longest completion."""
@@ -313,24 +324,24 @@ class Trainer:
             )
         return TokenScores(logprobs, certainty, entropy), width
 
-    def _score(self, scorer: torch.nn.Module, batch: ScoredBatch) -> TokenScores:
+    def _score(self, scorer: torch.nn.Module, batch: ScoredBatch, slices: list[slice]) -> TokenScores:
         """The no-grad scoring pass of one model over the batch, in micro-batches."""
         n, c = batch.completion_mask.shape
         out = TokenScores(*(torch.zeros(n, c) for _ in range(3)))
-        for rows in self._rows(n):
+        for rows in slices:
             s, width = self._score_rows(scorer, batch, rows, with_grad=False)
             out.logprobs[rows, :width] = s.logprobs.float().cpu()
             out.self_certainty[rows, :width] = s.self_certainty.float().cpu()
             out.entropy[rows, :width] = s.entropy.float().cpu()
         return out
 
-    def _score_reference(self, batch: ScoredBatch) -> TokenScores:
+    def _score_reference(self, batch: ScoredBatch, slices: list[slice]) -> TokenScores:
         assert self.reference is not None
         offload = self.cfg.trainer.offload_reference
         if offload:
             self.reference.to(self._device())
         try:
-            return self._score(CompletionScorer(self.reference), batch)
+            return self._score(CompletionScorer(self.reference), batch, slices)
         finally:
             if offload:
                 self.reference.to("cpu")
@@ -339,7 +350,7 @@ class Trainer:
         t = self.cfg.algorithm.temperature
         return t if scaled and t > 0 else 1.0
 
-    def _update(self, batch: ScoredBatch, advantages: torch.Tensor) -> dict[str, float]:
+    def _update(self, batch: ScoredBatch, advantages: torch.Tensor, slices: list[slice]) -> dict[str, float]:
         """num_iterations optimizer steps over the batch, with gradient accumulation over micro-batches."""
         alg, dist = self.cfg.algorithm, self.dist
         mask = batch.completion_mask
@@ -366,9 +377,8 @@ class Trainer:
         checkpointing = self.cfg.trainer.gradient_checkpointing
         for _ in range(alg.num_iterations):
             lrs.append(self.scheduler.get_last_lr()[0])
-            all_rows = self._rows(mask.shape[0])
-            for i, rows in enumerate(all_rows):
-                last = i == len(all_rows) - 1
+            for i, rows in enumerate(slices):
+                last = i == len(slices) - 1
                 with dist.accumulating(self.scorer, last):
                     # HF recomputes layers only in train mode; the policy has no dropout (checked)
                     self.policy.train(checkpointing)

@@ -164,6 +164,15 @@ def test_sharded_matches_one_process(tmp_path: Path, one_process: Path, zero3: s
             assert torch.allclose(got["state"][i][key], entry[key], rtol=1e-4, atol=1e-9), (i, key)
 
 
+def test_token_budget_micro_batches_under_zero3(tmp_path: Path, one_process: Path, zero3: str) -> None:
+    """Micro-batches cut by a token budget differ per process (ragged completions); the shorter list
+    is split so that every process makes as many backward calls. Same run as one process."""
+    cfg = _cfg(tmp_path / "budget", 2, "bnpo", zero3)
+    cfg.algorithm.micro_batch_size, cfg.algorithm.micro_batch_tokens = 8, 40
+    _train(cfg, tmp_path)
+    _assert_same_run(one_process, tmp_path / "budget")
+
+
 @pytest.mark.parametrize(
     ("first", "then"), [("zero3", None), (None, "zero2"), ("fsdp2", "zero3"), ("zero2", "fsdp2")]
 )
