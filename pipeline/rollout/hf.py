@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 from tqdm.auto import tqdm
 from transformers import (
@@ -21,6 +19,7 @@ from pipeline.models import prompt_ids as render_prompt
 from pipeline.prompt_cache import can_share, position_ids_from_mask, select_rows, shared_prompts
 from pipeline.rollout.base import completion_mask
 from pipeline.rollout.sampling import SeededSampler, request_seed
+from pipeline.self_certainty import certainty_and_entropy
 from pipeline.types import Prompt, RolloutGroup
 
 
@@ -59,15 +58,10 @@ class CertaintyRecorder(LogitsProcessor):
         self.entropy_steps: list[torch.Tensor] = []  # each [batch] float64
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        z = scores.double()  # float64 + centring: see scoring._chunk_certainty
-        if self.inv_temperature != 1.0:
-            z = z * self.inv_temperature
-        z = z - z.mean(dim=-1, keepdim=True)
-        lse = torch.logsumexp(z, dim=-1)  # [batch]
-        self.steps.append((lse - math.log(z.shape[-1])).cpu())
+        certainty, entropy = certainty_and_entropy(scores, self.inv_temperature)  # [batch] each
+        self.steps.append(certainty.cpu())
         if self.entropy:
-            p = (z - lse[:, None]).exp_()
-            self.entropy_steps.append((lse - torch.bmm(p.unsqueeze(1), z.unsqueeze(2)).reshape(-1)).cpu())
+            self.entropy_steps.append(entropy.cpu())
         return scores
 
     def per_token(self) -> torch.Tensor:
