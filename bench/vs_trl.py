@@ -14,7 +14,7 @@ Peak RSS is the process's ru_maxrss. The INTUITOR run also counts decoder calls 
 GRPO's (identical rollouts at step 0: equal counts = no extra forward pass for the reward).
 
     .venv/bin/pip install -e '.[bench]'
-    INTUITOR_DATA_DIR=../shared/data .venv/bin/python bench/vs_trl.py                 # full (~1 h)
+    INTUITOR_DATA_DIR=../shared/data .venv/bin/python bench/vs_trl.py                 # full (~45 min)
     INTUITOR_DATA_DIR=../shared/data .venv/bin/python bench/vs_trl.py --rounds 1 --steps 1 \\
         --new-tokens 16 --trl-micro-batches 32                                        # smoke (minutes)
 """
@@ -91,7 +91,7 @@ def run_ours(args: argparse.Namespace, method: str) -> dict[str, Any]:
     trainer.sampler.batch = lambda step: prompts[step * PROMPTS : (step + 1) * PROMPTS]
     calls = [0]
     policy.get_decoder().register_forward_pre_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
-    steps, tokens_per_s, decoder_calls = [], [], []
+    steps, tokens_per_s, decoder_calls, phases = [], [], [], []
     for step in range(args.steps + 1):
         calls[0] = 0
         t0 = time.perf_counter()
@@ -99,12 +99,15 @@ def run_ours(args: argparse.Namespace, method: str) -> dict[str, Any]:
         steps.append(time.perf_counter() - t0)
         tokens_per_s.append(m["throughput/rollout_tokens_per_s"])
         decoder_calls.append(calls[0])
+        phases.append({k: m[f"time/{k}_s"] for k in ("rollout", "score", "update")})
     return {
         "impl": f"ours-{method}",
         "step_s": steps[1:],
         "rollout_tok_s": tokens_per_s[1:],
         "decoder_calls_step0": decoder_calls[0],
         "peak_rss_gb": _peak_rss_gb(),
+        # the trainer's own split of each timed step: rollout, scoring passes, update
+        "phases": {k: statistics.median(p[k] for p in phases[1:]) for k in phases[0]},
     }
 
 
@@ -204,7 +207,8 @@ def _launch(worker: str, args: argparse.Namespace) -> dict[str, Any]:
     result = json.loads(lines[-1][len("RESULT ") :])
     print(
         f"  {result['impl']}: steps {', '.join(f'{s:.1f}' for s in result['step_s'])} s, "
-        f"peak RSS {result['peak_rss_gb']:.1f} GB",
+        f"peak RSS {result['peak_rss_gb']:.1f} GB"
+        + ("".join(f", {k} {v:.1f} s" for k, v in result["phases"].items()) if "phases" in result else ""),
         flush=True,
     )
     return result
