@@ -19,7 +19,7 @@ def certainty_and_entropy(
     One exp over the vocabulary serves both: lse = max + log(sum e), H = lse - sum(e * z) / sum(e).
     """
     vocab = logits.shape[-1]
-    z = logits.double()  # a copy: the caller's logits are left as they are
+    z = logits.to(torch.float64, copy=True)  # always a copy: the in-place ops below never touch the caller's
     if inv_temperature != 1.0:
         z.mul_(inv_temperature)
     z.sub_(z.mean(dim=-1, keepdim=True))  # centring makes mean(z) = 0

@@ -46,7 +46,8 @@ def completion_hidden_states(
     With `share_prompts`, a prompt repeated in several rows (a GRPO group's G completions) runs through
     the decoder once: its keys and values are cached and copied to its rows, and the completions run on
     top. Same result as the full-row pass up to float rounding (tested), at 1/G of the prompt's cost,
-    with and without gradients. Prompts all distinct (or no prompt columns): the plain full-row pass.
+    with and without gradients. The plain full-row pass with `share_prompts=False`, without prompt
+    columns, under gradient checkpointing, or for models whose cache layers are not plain (sliding window).
     """
     _check_plain_head(model)
     decoder = model.get_decoder()

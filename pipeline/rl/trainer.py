@@ -386,10 +386,13 @@ class Trainer:
                     self.policy.eval()
                     device = scores.logprobs.device
                     if from_update:
-                        old[rows, :width] = scores.logprobs.detach().float().cpu()
+                        old_rows = scores.logprobs.detach().float()
+                        old[rows, :width] = old_rows.cpu()
+                    else:
+                        old_rows = old[rows, :width].to(device)
                     terms = grpo_loss(
                         scores.logprobs.float(),
-                        old[rows, :width].to(device),
+                        old_rows,
                         advantages[rows].to(device),
                         weights[rows, :width].to(device),
                         clip_eps_low=alg.clip_eps_low,

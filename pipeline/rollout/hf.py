@@ -165,8 +165,7 @@ class HFRolloutEngine:
                 for j in range(n):
                     k = i * n + j
                     scores[0][j, : token_sc[k].numel()] = token_sc[k]
-                    scores[1][j, : token_ent[k].numel()] = token_ent[k]
-                scores = (scores[0] * mask, scores[1] * mask)
+                    scores[1][j, : token_ent[k].numel()] = token_ent[k]  # 0 past the cut = the mask
             groups.append(RolloutGroup(prompt, torch.tensor(prompt_ids[i]), ids, mask, texts, sc, scores))
         return groups
 
