@@ -26,6 +26,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
+from pipeline.atomic import fsync_tree
 from pipeline.attention import use_gqa_attention
 from pipeline.config import ModelConfig
 from pipeline.types import Prompt
@@ -134,6 +135,7 @@ def save_atomically(
     try:
         model.save_pretrained(tmp, state_dict=state_dict)
         tokenizer.save_pretrained(tmp)
+        fsync_tree(tmp)
         if out_dir.exists():
             shutil.rmtree(out_dir)
         os.replace(tmp, out_dir)

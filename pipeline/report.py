@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from pipeline.atomic import write_text_atomic
+from pipeline.atomic import atomic_path, write_text_atomic
 
 # (csv column, title, file name) of the curves drawn per method.
 CURVES = [
@@ -86,7 +86,8 @@ def plot_curves(curves: dict[str, list[dict[str, float]]], out_dir: Path) -> lis
         if ax.lines:
             ax.legend()
         fig.tight_layout()
-        fig.savefig(out_dir / name, dpi=100)
+        with atomic_path(out_dir / name) as tmp:
+            fig.savefig(tmp, dpi=100)
         plt.close(fig)
         written.append(out_dir / name)
     return written
