@@ -35,6 +35,16 @@ def check_runnable(cfg: PipelineConfig) -> None:
             raise ConfigError(
                 f"benchmarks.{key}.name: unknown benchmark {bench.name!r}; allowed: {list(NAMES)}"
             )
+    # Imported here: the reward table needs torch, which reading params.yaml does not.
+    from pipeline.rewards.registry import REWARDS
+
+    for method, m in cfg.methods.items():
+        for i, spec in enumerate(m.rewards):
+            if spec.name not in REWARDS:
+                raise ConfigError(
+                    f"methods.{method}.rewards[{i}].name: unknown reward {spec.name!r}; "
+                    f"allowed values: {sorted(REWARDS)}"
+                )
     t = cfg.trainer
     check_shardable(cfg.algorithm.prompts_per_step, t.processes)
     check_accelerate_config(t)

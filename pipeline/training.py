@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from pipeline.config import ConfigError, TrainConfig, to_dict
+from pipeline.data.jsonl import DataError
 from pipeline.data.registry import load_prompts
 from pipeline.models import load_model_and_tokenizer
 from pipeline.rewards.registry import REWARDS
@@ -36,6 +37,14 @@ def run_training(
     # Data first: a bad path fails in seconds, before a model loads.
     if prompts is None:
         prompts = load_prompts(cfg.data, cfg.model.system_prompt)
+    if any(spec.name == "gold" for spec in cfg.method.rewards):
+        # Without a gold answer every completion would earn 0: a silent zero, not a reward.
+        missing = [p.id for p in prompts if p.gold is None]
+        if missing:
+            raise DataError(
+                f"method {cfg.method.name!r} uses the gold reward, but {len(missing)} of {len(prompts)} "
+                f"training prompts of data.name={cfg.data.name!r} have no gold answer (first: {missing[:3]})"
+            )
     dist = Distributed.from_config(cfg)
     device = str(dist.device) if dist.device is not None else cfg.trainer.device
     # Main first: an embedded or builtin model is written to model.cache_dir on first use.

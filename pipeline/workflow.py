@@ -28,7 +28,9 @@ from pipeline.config import (
 )
 from pipeline.data.records import read_prompts, write_prompts
 from pipeline.data.registry import load_prompts
+from pipeline.data.screen import RecordScreen
 from pipeline.eval.benchmarks import load_benchmark
+from pipeline.eval.partial import weights_digest
 from pipeline.eval.runner import evaluate_prompts, save_evaluation
 from pipeline.models import load_model_and_tokenizer, resolve_model_path, save_atomically
 from pipeline.report import write_report
@@ -58,15 +60,24 @@ def prepare_model(cfg: PipelineConfig) -> Path:
 
 
 def prepare_data(cfg: PipelineConfig) -> dict[str, int]:
-    """data/train.jsonl and data/eval/<benchmark>.jsonl; returns the record counts."""
-    counts = {}
-    prompts = load_prompts(cfg.data, cfg.model.system_prompt)
+    """data/train.jsonl, data/eval/<benchmark>.jsonl and data/stats.json; returns the record counts.
+
+    data/stats.json (a DVC metric) counts per dataset the records kept, skipped for an invalid gold
+    (`on_invalid: skip`) by reason, and written (a benchmark's `limit` subset), so a skip is never silent.
+    """
+    counts, stats = {}, {}
+    screen = RecordScreen(cfg.data.on_invalid, "data")
+    prompts = load_prompts(cfg.data, cfg.model.system_prompt, screen)
     write_prompts(prompts, Path("data/train.jsonl"))
     counts["train"] = len(prompts)
+    stats["train"] = {**screen.stats(), "written": len(prompts)}
     for name, bench in cfg.benchmarks.items():
-        items = load_benchmark(bench, cfg.data, cfg.model.system_prompt)
+        screen = RecordScreen(bench.on_invalid, f"benchmarks.{name}")
+        items = load_benchmark(bench, cfg.data, cfg.model.system_prompt, screen)
         write_prompts(items, Path(f"data/eval/{name}.jsonl"))
         counts[name] = len(items)
+        stats[name] = {**screen.stats(), "written": len(items)}
+    write_json_atomic(Path("data/stats.json"), stats)
     return counts
 
 
@@ -111,6 +122,8 @@ def train_method(
         "steps": len(result.history),
         "processes": result.processes,
         "strategy": result.strategy,
+        # > 0: this invocation continued a killed or stopped one from that checkpoint
+        "resumed_from_step": result.resumed_from,
         "wall_s": time.perf_counter() - t0,
         "mlflow_run_id": result.run_id,
         "last_step": result.history[-1] if result.history else {},
@@ -125,7 +138,11 @@ def train_method(
 
 
 def evaluate_model(cfg: PipelineConfig, model: str, benchmark: str, invocation: str | None = None) -> dict:
-    """Greedy evaluation of evaluate_models[model] on data/eval/<benchmark>.jsonl."""
+    """Greedy evaluation of evaluate_models[model] on data/eval/<benchmark>.jsonl.
+
+    Resumable: completed chunks go to runs/eval/<model>/<benchmark>/samples.partial.jsonl as they
+    finish; a rerun after a kill takes them from there (metrics' resumed_items) instead of generating
+    them again, and the file is deleted once samples.jsonl and metrics.json are written."""
     if benchmark not in cfg.benchmarks:
         raise ConfigError(
             f"benchmarks.{benchmark}: not in this experiment; configured: {sorted(cfg.benchmarks)}"
@@ -139,7 +156,24 @@ def evaluate_model(cfg: PipelineConfig, model: str, benchmark: str, invocation: 
     mcfg = ModelConfig(**{**to_dict(cfg.model), "name_or_path": cfg.evaluate_models[model]})
     policy, tokenizer = load_model_and_tokenizer(mcfg, cfg.trainer.device)
     out_dir = Path("results/eval") / model / benchmark
-    records, metrics = evaluate_prompts(policy, tokenizer, prompts, bench, out_dir=out_dir, model_name=model)
+    # Completed chunks survive a kill here, outside the stage's outputs (DVC deletes those before it
+    # reruns the stage); reused only by a run with the same weights, dtype, device, config and prompts.
+    partial = Path("runs/eval") / model / benchmark / "samples.partial.jsonl"
+    identity = {
+        "weights": weights_digest(Path(resolve_model_path(mcfg))),
+        "dtype": mcfg.dtype,
+        "device": cfg.trainer.device,
+    }
+    records, metrics = evaluate_prompts(
+        policy,
+        tokenizer,
+        prompts,
+        bench,
+        out_dir=out_dir,
+        model_name=model,
+        partial=partial,
+        model_fingerprint=identity,
+    )
     metrics["model"] = model
     tracker = make_tracker(cfg.tracking)
     tags = {
@@ -160,6 +194,7 @@ def evaluate_model(cfg: PipelineConfig, model: str, benchmark: str, invocation: 
         tracker.log_metrics(numbers, step=0)
         tracker.log_table(records[:20], "completions.json")
     save_evaluation(out_dir, records, metrics)
+    partial.unlink()  # only now: until the results are saved, a rerun must still find every chunk
     return metrics
 
 

@@ -7,13 +7,18 @@ any process count and any strategy.
 
 A checkpoint is written into a hidden temporary folder and renamed to `step_XXXXXX` only when every
 file is on disk, so a folder with that name is always complete; a crash mid-write leaves only a
-`.tmp` folder, which is ignored and cleaned up by the next save.
+`.tmp` folder, which is ignored and cleaned up by the next save. A write that fails (disk full) removes
+its temporary folder and raises `CheckpointError`; older checkpoints are pruned only after the new one
+is in place, so the previous one stays loadable. meta.json lists every file's size and SHA-256:
+resuming takes the newest checkpoint whose files match (a damaged one is skipped with a warning, never
+loaded).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import random
 import re
@@ -26,7 +31,9 @@ import torch
 from safetensors.torch import load_file
 from transformers import PreTrainedModel
 
+from pipeline.atomic import fsync_dir, fsync_tree
 from pipeline.config import TrainConfig, to_dict
+from pipeline.faults import fault_point
 from pipeline.models import policy_state
 from pipeline.rl.distributed import Distributed
 from pipeline.types import Prompt
@@ -34,13 +41,11 @@ from pipeline.types import Prompt
 STEP_RE = re.compile(r"^step_(\d{6,})$")
 STATE_FILE = "trainer_state.pt"
 META_FILE = "meta.json"
+logger = logging.getLogger(__name__)
 
 
-def _fsync_tree(folder: Path) -> None:
-    for f in folder.rglob("*"):
-        if f.is_file():
-            with open(f, "rb") as fh:
-                os.fsync(fh.fileno())
+class CheckpointError(OSError):
+    """A checkpoint could not be written (e.g. disk full); the message names the one that is intact."""
 
 
 def save_checkpoint(
@@ -71,30 +76,102 @@ def save_checkpoint(
     optimizer_state = dist.optimizer_state(optimizer, params)  # collective under DeepSpeed
     dist.barrier()
     if dist.is_main:
-        model.save_pretrained(tmp, safe_serialization=True, state_dict=policy_state(weights, model))
-        state = {
-            "step": step,
-            "optimizer": optimizer_state,
-            "scheduler": scheduler.state_dict(),
-            "rng": {
-                "torch": torch.get_rng_state(),
-                "python": random.getstate(),
-                "numpy": np.random.get_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-            },
-            **extra,
-        }
-        torch.save(state, tmp / STATE_FILE)
-        # The small JSON-able part again, readable without loading the optimizer state.
-        (tmp / META_FILE).write_text(json.dumps({"step": step, **extra}), encoding="utf-8")
-        _fsync_tree(tmp)
+        try:
+            _write(tmp, step, model, weights, optimizer_state, scheduler, extra)
+        except Exception as e:  # OSError, and the writers' own wrappers of it (safetensors, torch.save)
+            shutil.rmtree(tmp, ignore_errors=True)  # frees the space the half checkpoint took
+            previous = latest_checkpoint(root)
+            raise CheckpointError(
+                f"could not write checkpoint {final} ({e}); the previous checkpoint "
+                f"{previous or '(none)'} is intact and a rerun resumes from it once there is space"
+            ) from e
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
+        fsync_dir(root)  # the rename itself survives a power cut
         for old in list_checkpoints(root)[:-keep_last] if keep_last > 0 else []:
             shutil.rmtree(old, ignore_errors=True)
     dist.barrier()
     return final
+
+
+def _write(
+    tmp: Path,
+    step: int,
+    model: PreTrainedModel,
+    weights: dict[str, torch.Tensor] | None,
+    optimizer_state: dict[str, Any],
+    scheduler: Any,
+    extra: dict[str, Any],
+) -> None:
+    """Every file of a checkpoint into `tmp`, synced, with the manifest last."""
+    model.save_pretrained(tmp, safe_serialization=True, state_dict=policy_state(weights, model))
+    fault_point("checkpoint_write", step)  # the weights are on disk, the optimizer state is not
+    state = {
+        "step": step,
+        "optimizer": optimizer_state,
+        "scheduler": scheduler.state_dict(),
+        "rng": {
+            "torch": torch.get_rng_state(),
+            "python": random.getstate(),
+            "numpy": np.random.get_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        },
+        **extra,
+    }
+    torch.save(state, tmp / STATE_FILE)
+    fsync_tree(tmp)
+    # The small JSON-able part again, readable without loading the optimizer state, and the manifest.
+    meta = {"step": step, **extra, "files": _manifest(tmp)}
+    with open(tmp / META_FILE, "w", encoding="utf-8") as f:
+        f.write(json.dumps(meta))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _manifest(folder: Path) -> dict[str, list[Any]]:
+    """{relative file name: [size, sha256]} of every file in the folder."""
+    out: dict[str, list[Any]] = {}
+    for f in sorted(folder.rglob("*")):
+        if f.is_file() and f.name != META_FILE:
+            digest = hashlib.sha256()
+            with open(f, "rb") as fh:
+                while chunk := fh.read(1 << 22):
+                    digest.update(chunk)
+            out[f.relative_to(folder).as_posix()] = [f.stat().st_size, digest.hexdigest()]
+    return out
+
+
+def verify_checkpoint(path: Path) -> str | None:
+    """None if every file of the checkpoint matches its manifest, else what is wrong.
+
+    Checkpoints written before manifests existed have none and pass.
+    """
+    try:
+        listed = json.loads((path / META_FILE).read_text(encoding="utf-8")).get("files")
+    except (OSError, json.JSONDecodeError) as e:
+        return f"unreadable {META_FILE} ({e})"
+    if listed is None:
+        return None
+    actual = _manifest(path)
+    for name, (size, digest) in listed.items():
+        if name not in actual:
+            return f"{name} is missing"
+        if actual[name][0] != size:
+            return f"{name} has {actual[name][0]} bytes, the manifest says {size}"
+        if actual[name][1] != digest:
+            return f"{name} does not match its SHA-256"
+    return None
+
+
+def latest_valid_checkpoint(root: Path) -> Path | None:
+    """The newest checkpoint whose files match their manifest; damaged ones are skipped, with a warning."""
+    for path in reversed(list_checkpoints(root)):
+        problem = verify_checkpoint(path)
+        if problem is None:
+            return path
+        logger.warning("%s is damaged (%s): not loaded; trying an older checkpoint", path, problem)
+    return None
 
 
 def list_checkpoints(root: Path) -> list[Path]:
@@ -153,6 +230,20 @@ def _check_and_load(path: Path, model: PreTrainedModel, weights: dict[str, torch
         )
 
 
+def resume_point(dist: Distributed, root: Path, fingerprint: str) -> Path | None:
+    """The checkpoint to continue: the newest intact one, if it was written by this very run (same
+    config and data); checkpoints of another run are deleted, never continued."""
+    ckpt = latest_valid_checkpoint(root)
+    stale = ckpt is not None and read_fingerprint(ckpt) != fingerprint
+    dist.barrier()  # every process has read the fingerprint before the folder may go
+    if not stale:
+        return ckpt
+    logger.warning("%s was written with a different config or data: starting from step 0", ckpt)
+    if dist.is_main:
+        shutil.rmtree(root)
+    return None
+
+
 def read_fingerprint(path: Path) -> str | None:
     """The run fingerprint a checkpoint was written with (None for checkpoints without one)."""
     meta = path / META_FILE
@@ -173,6 +264,8 @@ _NEUTRAL_TRAINER_KEYS = (
     # recomputation and placement, not different numbers
     "gradient_checkpointing",
     "offload_reference",
+    # when a diverging run stops, not what it computes
+    "max_nonfinite_steps",
 )
 
 

@@ -15,6 +15,7 @@ A run of one process never imports accelerate and makes no collective call.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -261,10 +262,14 @@ class Distributed:
     def optimizer_step(self, optimizer: Any, max_norm: float) -> float:
         """Clip to max_norm, step, zero the gradients; returns the pre-clip global gradient norm.
 
+        A non-finite norm (a NaN/inf loss or gradient on any process: the norm is global) skips the
+        step: the gradients are dropped and the weights and optimizer state stay as they were.
+
         Clips the optimizer's own parameters: FSDP2 re-registers the root's parameters around its
         forward and backward, so a list taken from the module before backward may be stale. Under
         DeepSpeed the engine clips (to the norm it was configured with: the same max_norm) and steps
-        its sharded optimizer.
+        its sharded optimizer; its fp32/bf16 ZeRO optimizer itself skips a step whose gradient norm
+        is not finite (and reports the norm as inf).
         """
         if self.zero_stage:
             engine = self._engine()
@@ -276,7 +281,8 @@ class Distributed:
             norm = float(norm.full_tensor() if hasattr(norm, "full_tensor") else norm)
         else:
             norm = float(self.accelerator.clip_grad_norm_(params, max_norm))
-        optimizer.step()
+        if math.isfinite(norm):
+            optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         return norm
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
@@ -97,3 +98,27 @@ def summarize_statistics(stats: dict[str, torch.Tensor], group_size: int) -> dic
         # token-weighted mean of the k3 estimator over the batch
         out["kl"] = float(stats["k3_sum"].sum() / lengths.sum().clamp(min=1))
     return out
+
+
+def completion_rows(
+    step: int, batch: ScoredBatch, total: torch.Tensor, correct: torch.Tensor, k: int
+) -> list[dict[str, Any]]:
+    """The step's first k completions as table rows (prompt, gold, text, reward, correctness, certainty)."""
+    g = batch.group_size
+    sc = masked_sequence_mean(batch.policy.self_certainty, batch.completion_mask) if batch.policy else None
+    rows: list[dict[str, Any]] = []
+    for i, text in enumerate(batch.texts[:k]):
+        group = batch.groups[i // g]
+        rows.append(
+            {
+                "step": step,
+                "prompt_id": group.prompt.id,
+                "gold": group.prompt.gold,
+                "completion": text,
+                "reward": float(total.flatten()[i]),
+                "correct": bool(correct.flatten()[i]),
+                "self_certainty": None if sc is None else float(sc[i]),
+                "length": int(batch.completion_mask[i].sum()),
+            }
+        )
+    return rows

@@ -8,22 +8,19 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import logging
 import math
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_cosine_schedule_with_warmup
 
-from pipeline.atomic import write_text_atomic
 from pipeline.config import TrainConfig
 from pipeline.data.sampler import PromptSampler
+from pipeline.faults import fault_point
 from pipeline.models import enable_gradient_checkpointing, policy_state, save_atomically
 from pipeline.rewards.gold import answer_rate, gold_correctness
 from pipeline.rewards.registry import combine, needs_reference
@@ -32,14 +29,16 @@ from pipeline.rl.batch import collate_groups, micro_batches, recorded_scores, sp
 from pipeline.rl.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
-    read_fingerprint,
+    resume_point,
     run_fingerprint,
     save_checkpoint,
 )
 from pipeline.rl.distributed import Distributed
+from pipeline.rl.divergence import NonFiniteGuard
 from pipeline.rl.loss import grpo_loss, token_weights
-from pipeline.rl.metrics import sequence_statistics, summarize_statistics
-from pipeline.rl.scoring import CompletionScorer, masked_sequence_mean
+from pipeline.rl.metrics import completion_rows, sequence_statistics, summarize_statistics
+from pipeline.rl.metrics_log import append_metrics, restore_metrics_log
+from pipeline.rl.scoring import CompletionScorer
 from pipeline.rollout.base import RolloutEngine
 from pipeline.rollout.hf import HFRolloutEngine
 from pipeline.tracking import NullTracker, Tracker
@@ -145,36 +144,33 @@ class Trainer:
         With several processes every one runs this loop; only the main process writes files and logs.
         """
         cfg, dist = self.cfg, self.dist
+        root = self.out / "checkpoints"
         start = 0
-        ckpt = latest_checkpoint(self.out / "checkpoints") if cfg.trainer.resume else None
-        stale = ckpt is not None and read_fingerprint(ckpt) != self.fingerprint
-        dist.barrier()  # every process has read the fingerprint before the folder may go
-        if stale:
-            # A checkpoint of another config (or other data) must never be continued.
-            logger.warning("%s was written with a different config or data: starting from step 0", ckpt)
-            if dist.is_main:
-                shutil.rmtree(self.out / "checkpoints")
-            ckpt = None
+        ckpt = resume_point(dist, root, self.fingerprint) if cfg.trainer.resume else None
         if ckpt is not None:
             start = int(load_checkpoint(dist, ckpt, self.policy, self.optimizer, self.scheduler)["step"])
-        history = self._restore_history(start)
+        self.out.mkdir(parents=True, exist_ok=True)
+        history = restore_metrics_log(self.out / METRICS_FILE, start, write=dist.is_main)
+        guard = NonFiniteGuard(cfg.trainer.max_nonfinite_steps)
+        for m in history:  # a resumed run counts the skips before its checkpoint too
+            guard.record(int(m["step"]), int(m.get("update/skipped", 0)))
         dist.barrier()
         end = cfg.algorithm.steps if stop_after is None else min(cfg.algorithm.steps, start + stop_after)
         desc = f"train {cfg.method.name}"
         bar = tqdm(range(start, end), desc=desc, unit="step", disable=not self.show_progress)
         for step in bar:
             metrics = self.step(step)
+            metrics.update(guard.record(step, int(metrics["update/skipped"])))
             bar.set_postfix(reward=f"{metrics['reward/mean']:.3g}", acc=f"{metrics['gold/accuracy']:.2f}")
             history.append(metrics)
             done = step + 1
             if dist.is_main:
-                with open(self.out / METRICS_FILE, "a", encoding="utf-8") as f:
-                    f.write(json.dumps(metrics) + "\n")
+                append_metrics(self.out / METRICS_FILE, metrics)
                 self.tracker.log_metrics({k: v for k, v in metrics.items() if k != "step"}, step=step)
             if done % max(1, cfg.trainer.checkpoint_every) == 0 or done in (cfg.algorithm.steps, end):
                 save_checkpoint(  # every process: DeepSpeed writes its shards
                     dist,
-                    self.out / "checkpoints",
+                    root,
                     done,
                     self.scorer,
                     self.policy,
@@ -184,6 +180,8 @@ class Trainer:
                     keep_last=cfg.trainer.keep_last,
                 )
             dist.barrier()  # nobody runs ahead of a checkpoint it might have to resume from
+            why = f"loss={metrics['loss']}, grad_norm={metrics['grad_norm']}"
+            guard.check(step, latest_checkpoint(root), why)
         final = None
         if end == cfg.algorithm.steps:
             final = self._save_final()
@@ -194,19 +192,6 @@ class Trainer:
             processes=dist.world_size,
             strategy=dist.strategy,
         )
-
-    def _restore_history(self, start: int) -> list[dict[str, float]]:
-        """Keep the logged metrics of completed steps (< start); drop any logged after the checkpoint."""
-        self.out.mkdir(parents=True, exist_ok=True)
-        path = self.out / METRICS_FILE
-        kept = []
-        if path.is_file():
-            for line in path.read_text(encoding="utf-8").splitlines():
-                if line.strip() and (rec := json.loads(line))["step"] < start:
-                    kept.append(rec)
-        if self.dist.is_main:
-            write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in kept))
-        return kept
 
     def _save_final(self) -> Path:
         """The trained policy as a Hugging Face model (every process calls it: ZeRO-3 gathers)."""
@@ -241,6 +226,7 @@ class Trainer:
                 first_prompt=first,
             )
         t_rollout = time.perf_counter() - t0
+        fault_point("rollout", step)  # the step's samples exist only in memory
 
         batch = collate_groups(groups, self.pad_id)
         slices = self._micro_batches(batch)
@@ -253,7 +239,7 @@ class Trainer:
         total, parts = combine(cfg.method.rewards, batch)  # [B, G], this process's prompts
         correct, answered = gold_correctness(batch), answer_rate(batch)
         advantages = group_advantages(total, alg.std_eps, alg.scale_rewards).flatten()  # [N]
-        update = self._update(batch, advantages, slices)
+        update = self._update(batch, advantages, slices, step)
         elapsed = time.perf_counter() - t0
 
         stats = sequence_statistics(batch, total, parts, correct, answered, alg.max_new_tokens, self.eos_ids)
@@ -350,7 +336,9 @@ class Trainer:
         t = self.cfg.algorithm.temperature
         return t if scaled and t > 0 else 1.0
 
-    def _update(self, batch: ScoredBatch, advantages: torch.Tensor, slices: list[slice]) -> dict[str, float]:
+    def _update(
+        self, batch: ScoredBatch, advantages: torch.Tensor, slices: list[slice], step: int
+    ) -> dict[str, float]:
         """num_iterations optimizer steps over the batch, with gradient accumulation over micro-batches."""
         alg, dist = self.cfg.algorithm, self.dist
         mask = batch.completion_mask
@@ -374,6 +362,7 @@ class Trainer:
         # loss, policy loss, kl, clipped tokens, tokens: summed over micro-batches and processes
         sums = torch.zeros(5, dtype=torch.float64)
         grad_norms, lrs = [], []
+        skipped = 0
         checkpointing = self.cfg.trainer.gradient_checkpointing
         for _ in range(alg.num_iterations):
             lrs.append(self.scheduler.get_last_lr()[0])
@@ -403,8 +392,12 @@ class Trainer:
                     dist.backward(terms.loss, last)
                 parts = (terms.loss.detach(), terms.policy_loss, terms.kl, terms.clipped_tokens, terms.tokens)
                 sums += torch.tensor([float(x) for x in parts], dtype=torch.float64)
+            fault_point("update", step)  # gradients computed, weights not yet stepped
             max_norm = alg.max_grad_norm if alg.max_grad_norm > 0 else math.inf
             grad_norms.append(dist.optimizer_step(self.optimizer, max_norm))
+            # A non-finite norm: the optimizer step was skipped (the schedule still advances, so the
+            # learning rate stays a function of the step index).
+            skipped += not math.isfinite(grad_norms[-1])
             self.scheduler.step()
         k = alg.num_iterations
         loss, policy_loss, kl, clipped, tokens = dist.sum(sums).tolist()
@@ -415,31 +408,12 @@ class Trainer:
             "clip_fraction": clipped / max(tokens, 1),
             "grad_norm": sum(grad_norms) / k,
             "lr": lrs[0],
+            "update/skipped": float(skipped),
         }
 
     def _log_completions(
         self, step: int, batch: ScoredBatch, total: torch.Tensor, correct: torch.Tensor
     ) -> None:
         k = self.cfg.trainer.log_completions
-        if k <= 0:
-            return
-        g = batch.group_size
-        sc = (
-            masked_sequence_mean(batch.policy.self_certainty, batch.completion_mask) if batch.policy else None
-        )
-        rows: list[dict[str, Any]] = []
-        for i, text in enumerate(batch.texts[:k]):
-            group = batch.groups[i // g]
-            rows.append(
-                {
-                    "step": step,
-                    "prompt_id": group.prompt.id,
-                    "gold": group.prompt.gold,
-                    "completion": text,
-                    "reward": float(total.flatten()[i]),
-                    "correct": bool(correct.flatten()[i]),
-                    "self_certainty": None if sc is None else float(sc[i]),
-                    "length": int(batch.completion_mask[i].sum()),
-                }
-            )
-        self.tracker.log_table(rows, "completions.json")
+        if k > 0:
+            self.tracker.log_table(completion_rows(step, batch, total, correct, k), "completions.json")

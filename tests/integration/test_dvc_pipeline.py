@@ -7,55 +7,21 @@ recomposing params.yaml through the Hydra integration, all logged to a real MLfl
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
 from safetensors.torch import load_file
-
-from pipeline.compose import compose_params
+from scratch_repo import run_checked as _run
+from scratch_repo import scratch_pipeline
 
 pytestmark = pytest.mark.integration
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _run(cmd: list[str], cwd: Path, env: dict[str, str]) -> str:
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    return proc.stdout + proc.stderr
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory) -> tuple[Path, dict[str, str]]:
-    """A git + DVC copy of the project's tracked (and new, unignored) files, on the smoke params."""
-    dst = tmp_path_factory.mktemp("pipeline") / "repo"
-    files = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    for rel in files:
-        if (ROOT / rel).is_file():
-            (dst / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / rel, dst / rel)
-    (dst / "dvc.lock").unlink(missing_ok=True)
-    compose_params(dst / "params.yaml", ["experiment=smoke"], conf_dir=dst / "conf")
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
-    env.setdefault("INTUITOR_DATA_DIR", str(ROOT.parent / "shared" / "data"))
-    env.pop("DVC_EXP_NAME", None)
-    for cmd in (
-        ["git", "init", "-q"],
-        ["git", "add", "-A"],
-        ["git", "-c", "user.name=ci", "-c", "user.email=ci@local", "commit", "-qm", "smoke"],
-    ):
-        _run(cmd, dst, env)
-    return dst, env
+    return scratch_pipeline(tmp_path_factory.mktemp("pipeline") / "repo")
 
 
 def test_dvc_repro_smoke_end_to_end(repo) -> None:
