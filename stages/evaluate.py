@@ -2,6 +2,10 @@
 
 Writes results/eval/<model>/<benchmark>/samples.jsonl (prompt, completion, extracted answer, verdict,
 self-certainty per item) and metrics.json (accuracy, 95% CI, sample count, wall time, MLflow run id).
+
+Resumable: finished chunks are appended to runs/eval/<model>/<benchmark>/samples.partial.jsonl (not a
+DVC output); rerun after a kill, the stage reuses them instead of generating them again (metrics.json's
+resumed_items) and deletes the file once the outputs are written.
 """
 
 from __future__ import annotations

@@ -3,24 +3,35 @@
 Greedy decoding (n_samples = 1, the paper's setting) or n samples per item for pass@k. Every completion
 becomes one record of samples.jsonl; metrics.json holds the headline metric with its 95% interval, the
 sample counts, pass@k, per-category scores where the benchmark has categories, and the wall times.
+
+Generation and grading go in chunks of whole generate batches of the length-sorted prompts; with a
+partial file (pipeline/eval/partial.py) each chunk is saved as it completes, so a killed run resumes
+where it stopped. Timings (generate_s, grade_s, wall_s) are this invocation's: a resumed run does not
+count the chunks it took from the partial file (`resumed_items` says how many items those held).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections import Counter, defaultdict
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from pipeline.atomic import write_json_atomic, write_text_atomic
 from pipeline.config import BenchmarkConfig, SamplingConfig
 from pipeline.eval.benchmarks import Benchmark, get_benchmark
+from pipeline.eval.partial import PartialSamples, fingerprint
 from pipeline.eval.stats import mean_interval, pass_at_k, wilson_interval
+from pipeline.eval.verdict import Verdict
+from pipeline.faults import fault_point
 from pipeline.rollout.hf import HFRolloutEngine
-from pipeline.types import Prompt
+from pipeline.types import Prompt, RolloutGroup
 
 
 def sampling_for(bench: BenchmarkConfig) -> SamplingConfig:
@@ -35,6 +46,13 @@ def sampling_for(bench: BenchmarkConfig) -> SamplingConfig:
     )
 
 
+def chunk_prompts(batch_size: int, n_samples: int) -> int:
+    """Prompts per chunk: the fewest whose k * n_samples completions fill whole generate batches, so a
+    chunked run batches (and pads) every completion exactly as one generate call over all would."""
+    bs = max(1, batch_size)  # as HFRolloutEngine.generate
+    return bs // math.gcd(bs, n_samples)
+
+
 def evaluate_prompts(
     model: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
@@ -43,8 +61,17 @@ def evaluate_prompts(
     show_progress: bool = True,
     out_dir: Path | None = None,
     model_name: str = "model",
+    partial: Path | None = None,
+    model_fingerprint: Mapping[str, Any] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """(per-completion records, metrics). `out_dir` receives benchmark-level files (a judge's outputs)."""
+    """(per-completion records, metrics). `out_dir` receives benchmark-level files (a judge's outputs).
+
+    With `partial` (a path outside DVC's outputs), each chunk is appended there once generated and
+    graded, and chunks a killed earlier run completed with the same benchmark, prompts and
+    `model_fingerprint` (weights digest, dtype, device) are taken from it instead of generated again;
+    the caller deletes it once the results are saved. The output does not depend on where a run was
+    killed: chunks are whole generate batches at their one-shot seeds.
+    """
     if not prompts:
         raise ValueError(f"benchmark {bench.name!r} has no items to evaluate")
     if bench.n_samples < 1 or any(not 1 <= k <= bench.n_samples for k in bench.pass_k):
@@ -53,24 +80,77 @@ def evaluate_prompts(
             f"got n_samples={bench.n_samples}, pass_k={bench.pass_k}"
         )
     spec = get_benchmark(bench.name)
-    engine = HFRolloutEngine(model, tokenizer, show_progress=show_progress, record_certainty=True)
+    # The item bar below reports progress; a per-chunk batch bar inside it would only flicker.
+    engine = HFRolloutEngine(model, tokenizer, show_progress=False, record_certainty=True)
     t0 = time.perf_counter()
     # Batch prompts of similar length together: left padding to the longest prompt of a batch costs
     # every row of it at each decode step. Greedy completions do not depend on the batch they are in.
     order = sorted(range(len(prompts)), key=lambda i: _prompt_chars(prompts[i]), reverse=True)
-    generated = engine.generate([prompts[i] for i in order], bench.n_samples, sampling_for(bench), bench.seed)
-    groups = [generated[0]] * len(prompts)
-    for position, i in enumerate(order):
-        groups[i] = generated[position]
-    generate_s = time.perf_counter() - t0
-    flat_prompts = [g.prompt for g in groups for _ in g.texts]
-    flat_texts = [t for g in groups for t in g.texts]
-    t1 = time.perf_counter()
-    verdicts = spec.grade(flat_prompts, flat_texts, bench)
-    grade_s = time.perf_counter() - t1
-    if len(verdicts) != len(flat_texts):
+    k = chunk_prompts(bench.batch_size, bench.n_samples)
+    chunks = [order[s : s + k] for s in range(0, len(order), k)]
+    store = None
+    if partial is not None:
+        if model_fingerprint is None:
+            raise ValueError("a partial samples file needs model_fingerprint (what identifies the model)")
+        header = {"benchmark": bench.name, "model": model_name, "n_items": len(prompts), "chunk_items": k}
+        store = PartialSamples.open(partial, fingerprint(bench, prompts, model_fingerprint), header)
+    done = store.chunks if store is not None else {}
+    resumed = sum(len(chunk) for c, chunk in enumerate(chunks) if c in done)
+    by_item: list[list[dict[str, Any]]] = [[] for _ in prompts]
+    generate_s = grade_s = 0.0
+    bar = tqdm(
+        total=len(prompts), initial=resumed, desc=f"eval {bench.name}", unit="item", disable=not show_progress
+    )
+    try:
+        for c, chunk in enumerate(chunks):
+            got = done.get(c)
+            if got is None:
+                t1 = time.perf_counter()
+                # first_prompt = the chunk's offset in the sorted order: the one-shot run's seeds.
+                groups = engine.generate(
+                    [prompts[i] for i in chunk], bench.n_samples, sampling_for(bench), bench.seed, c * k
+                )
+                t2 = time.perf_counter()
+                flat = [(g.prompt, t) for g in groups for t in g.texts]
+                verdicts = spec.grade([p for p, _ in flat], [t for _, t in flat], bench)
+                generate_s, grade_s = generate_s + t2 - t1, grade_s + time.perf_counter() - t2
+                got = _records(groups, verdicts, engine.eos_ids, bench)
+                fault_point("eval_batch", c)  # reliability tests: killed with this chunk not yet saved
+                if store is not None:
+                    store.append(c, [prompts[i].id for i in chunk], got)
+                bar.update(len(chunk))
+            for j, i in enumerate(chunk):
+                by_item[i] = got[j * bench.n_samples : (j + 1) * bench.n_samples]
+    finally:
+        bar.close()
+        if store is not None:
+            store.close()
+    records = [r for rs in by_item for r in rs]
+    metrics = score(spec, bench, prompts, records)
+    metrics.update(generate_s=generate_s, grade_s=grade_s, resumed_items=resumed)
+    if spec.summarize is not None:
+        # Benchmark-level scoring that no single completion carries (AlpacaEval's judged win rate): it
+        # replaces the per-item headline, which for such a benchmark would be a meaningless 0.
+        if out_dir is None:
+            raise ValueError(f"benchmark {bench.name!r} writes benchmark-level files: pass out_dir")
+        for key in ("ci95_low", "ci95_high", *(f"pass_at_{k}" for k in bench.pass_k)):
+            metrics.pop(key, None)
+        flat_prompts = [p for p in prompts for _ in range(bench.n_samples)]
+        flat_texts = [r["completion"] for r in records]
+        metrics.update(spec.summarize(flat_prompts, flat_texts, bench, model_name, out_dir))
+        metrics["score"] = metrics.get(spec.metric)
+    metrics["wall_s"] = time.perf_counter() - t0
+    return records, metrics
+
+
+def _records(
+    groups: list[RolloutGroup], verdicts: list[Verdict], eos_ids: list[int], bench: BenchmarkConfig
+) -> list[dict[str, Any]]:
+    """One record per completion, in the groups' order."""
+    if len(verdicts) != sum(len(g.texts) for g in groups):
         raise RuntimeError(
-            f"grader of {bench.name!r} returned {len(verdicts)} verdicts for {len(flat_texts)}"
+            f"grader of {bench.name!r} returned {len(verdicts)} verdicts for "
+            f"{sum(len(g.texts) for g in groups)} completions"
         )
     records = []
     it = iter(verdicts)
@@ -78,7 +158,7 @@ def evaluate_prompts(
         for j, text in enumerate(g.texts):
             v = next(it)
             length = int(g.completion_mask[j].sum())
-            ended = length > 0 and int(g.completion_ids[j, length - 1]) in engine.eos_ids
+            ended = length > 0 and int(g.completion_ids[j, length - 1]) in eos_ids
             records.append(
                 {
                     "id": g.prompt.id,
@@ -96,19 +176,7 @@ def evaluate_prompts(
                     "clipped": not ended and length >= bench.max_new_tokens,
                 }
             )
-    metrics = score(spec, bench, groups, records)
-    metrics.update(generate_s=generate_s, grade_s=grade_s)
-    if spec.summarize is not None:
-        # Benchmark-level scoring that no single completion carries (AlpacaEval's judged win rate): it
-        # replaces the per-item headline, which for such a benchmark would be a meaningless 0.
-        if out_dir is None:
-            raise ValueError(f"benchmark {bench.name!r} writes benchmark-level files: pass out_dir")
-        for key in ("ci95_low", "ci95_high", *(f"pass_at_{k}" for k in bench.pass_k)):
-            metrics.pop(key, None)
-        metrics.update(spec.summarize(flat_prompts, flat_texts, bench, model_name, out_dir))
-        metrics["score"] = metrics.get(spec.metric)
-    metrics["wall_s"] = time.perf_counter() - t0
-    return records, metrics
+    return records
 
 
 def _prompt_chars(prompt: Prompt) -> int:
@@ -123,14 +191,14 @@ def _headline(per_item: list[float], correct: int, n_items: int, n_samples: int)
 
 
 def score(
-    spec: Benchmark, bench: BenchmarkConfig, groups: list, records: list[dict[str, Any]]
+    spec: Benchmark, bench: BenchmarkConfig, prompts: list[Prompt], records: list[dict[str, Any]]
 ) -> dict[str, Any]:
     """Headline metric (mean per-item pass rate), its interval, pass@k, per-category scores, rates."""
     n = bench.n_samples
     by_item: dict[str, list[bool]] = defaultdict(list)
     for r in records:
         by_item[r["id"]].append(bool(r["correct"]))
-    items = [by_item[g.prompt.id] for g in groups]
+    items = [by_item[p.id] for p in prompts]
     per_item = [sum(c) / n for c in items]
     total_correct = sum(sum(c) for c in items)
     value = sum(per_item) / len(items)
@@ -150,8 +218,8 @@ def score(
         metrics[f"pass_at_{k}"] = sum(pass_at_k(n, sum(c), k) for c in items) / len(items)
     if spec.category_key is not None:
         cats: dict[str, list[int]] = defaultdict(list)
-        for g, c in zip(groups, items, strict=True):
-            cats[str(g.prompt.meta.get(spec.category_key, "unknown"))].append(sum(c))
+        for p, c in zip(prompts, items, strict=True):
+            cats[str(p.meta.get(spec.category_key, "unknown"))].append(sum(c))
         metrics["per_category"] = {
             cat: {"n": len(cs), spec.metric: sum(cs) / (n * len(cs))} for cat, cs in sorted(cats.items())
         }

@@ -216,11 +216,16 @@ class HFRolloutEngine:
         # A preallocated KV cache: the default one grows by torch.cat every step, which at long
         # contexts is most of a CPU decode step (measured 4x slower per step at 800-token prompts).
         static = device.type == "cpu" and not torch.is_autocast_enabled("cpu")
-        cache = self._prefill_shared(ids, attn, static, ids.shape[1] + sampling.max_new_tokens)
+        max_length = ids.shape[1] + sampling.max_new_tokens
+        cache = self._prefill_shared(ids, attn, static, max_length)
+        if cache is None and static:
+            # Sized to this batch: generate's own static cache is as long as the longest any earlier
+            # call of the process needed (transformers keeps `_previous_max_cache_length`), and attention
+            # over a longer masked cache can round differently (and costs more): a batch's numbers would
+            # depend on what the process ran before, and a resumed evaluation is a fresh process.
+            cache = StaticCache(config=self.model.config, max_cache_len=max_length)
         if cache is not None:
             kwargs["past_key_values"] = cache
-        elif static:
-            kwargs["cache_implementation"] = "static"
         if self.synced:
             kwargs["synced_gpus"] = True
         if sampling.stop:

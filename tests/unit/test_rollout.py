@@ -162,3 +162,31 @@ def test_one_prefill_per_prompt_samples_the_same(tiny_model, tokenizer, toy_prom
     for a, b in zip(shared, plain, strict=True):
         assert torch.equal(a.completion_ids, b.completion_ids) and a.texts == b.texts
         torch.testing.assert_close(a.token_scores[0], b.token_scores[0], rtol=1e-5, atol=1e-6)
+
+
+def test_each_batch_gets_a_cache_sized_to_itself(tokenizer, toy_prompts) -> None:
+    """generate's own static cache is as long as the longest any earlier call of the process needed
+    (transformers keeps `_previous_max_cache_length`): a batch's attention width, and so its rounding
+    and its cost, would depend on what ran before it (a resumed evaluation is a fresh process)."""
+    from pipeline.data.prompts import chat_messages
+    from pipeline.models import tiny_random_model
+    from pipeline.types import Prompt
+
+    model = tiny_random_model(seed=5)
+    engine = HFRolloutEngine(model, tokenizer, show_progress=False, record_certainty=True)
+    sizes: list[int] = []
+    generate = model.generate
+
+    def spy(**kwargs):
+        out = generate(**kwargs)
+        sizes.append(kwargs["past_key_values"].layers[0].max_cache_len)
+        return out
+
+    model.generate = spy
+    long = [Prompt(id="long", messages=chat_messages("What is " + "1 + " * 60 + "1?", "Box it."))]
+    engine.generate(long, 1, SamplingConfig(temperature=0.0, max_new_tokens=40), seed=0)
+    after_long = engine.generate(
+        toy_prompts[:3], 1, SamplingConfig(temperature=0.0, max_new_tokens=12), seed=0
+    )
+    width = max(len(g.prompt_ids) for g in after_long)
+    assert sizes[1] == width + 12 < sizes[0]
