@@ -9,6 +9,9 @@ Design choices:
 - The MLflow implementation talks to an explicit `MlflowClient`: no fluent-API active run, no
   `mlflow.set_tracking_uri`, no MLFLOW_RUN_ID, so trackers in one process never see each other's state.
 - mlflow is imported inside `MLflowTracker` only: importing this module costs nothing.
+- For the mlflow backend `make_tracker` returns `tracking_spool.SpoolingTracker`, which wraps
+  `MLflowTracker`: while the store is unreachable or locked, calls are spooled to a local file and
+  replayed when it is back (see that module).
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import subprocess
 import time
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -80,11 +83,35 @@ def _check_table_file(artifact_file: str) -> None:
 
 
 @contextlib.contextmanager
-def _best_effort(what: str) -> Iterator[None]:
+def _best_effort(what: str, reraise: Callable[[Exception], bool] | None = None) -> Iterator[None]:
+    """Drop a failed call with a warning, except errors `reraise` claims (the spooling wrapper's outages)."""
     try:
         yield
     except Exception as e:  # telemetry must never stop training
+        if reraise is not None and reraise(e):
+            raise
         _log.warning("tracking: %s failed, dropped: %s: %s", what, type(e).__name__, e)
+
+
+def run_tags(tags: Mapping[str, Any] | None) -> dict[str, str]:
+    """`tags` as strings, plus the git commit of the working directory (shown by the MLflow UI)."""
+    all_tags = {k: str(v) for k, v in (tags or {}).items()}
+    sha = git_sha()
+    if sha:
+        all_tags["git_sha"] = sha
+        all_tags.setdefault("mlflow.source.git.commit", sha)
+    return all_tags
+
+
+def numeric_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """Sanitized keys -> float values (0-d tensors and numpy scalars too); non-numbers are dropped."""
+    out: dict[str, float] = {}
+    for key, value in metrics.items():
+        try:
+            out[sanitize_key(key)] = float(value)
+        except (TypeError, ValueError):
+            _log.warning("tracking: metric %r has non-numeric value %r, dropped", key, value)
+    return out
 
 
 class Tracker(ABC):
@@ -184,16 +211,22 @@ def _sqlite_artifact_location(tracking_uri: str, experiment: str) -> str | None:
 
 
 class MLflowTracker(Tracker):
-    def __init__(self, cfg: TrackingConfig) -> None:
+    def __init__(self, cfg: TrackingConfig, reraise: Callable[[Exception], bool] | None = None) -> None:
+        """`reraise`: failed calls it returns True for propagate instead of being dropped."""
         import mlflow  # lazy: mlflow takes seconds to import
 
         self.cfg = cfg
         self._client = mlflow.MlflowClient(tracking_uri=anchor_store(cfg.tracking_uri))
         self._run_id: str | None = None
+        self._reraise = reraise
 
     @property
     def run_id(self) -> str | None:
         return self._run_id
+
+    def attach(self, run_id: str | None) -> None:
+        """Log the next calls into the existing run `run_id` (None: into no run)."""
+        self._run_id = run_id
 
     def _experiment_id(self) -> str:
         from mlflow.exceptions import MlflowException
@@ -219,11 +252,7 @@ class MLflowTracker(Tracker):
     ) -> str | None:
         if self._run_id is not None:
             raise RuntimeError(f"run {self._run_id} is still active; end it or use another tracker")
-        all_tags = {k: str(v) for k, v in (tags or {}).items()}
-        sha = git_sha()
-        if sha:
-            all_tags["git_sha"] = sha
-            all_tags.setdefault("mlflow.source.git.commit", sha)  # shown by the MLflow UI
+        all_tags = run_tags(tags)
         if parent_run_id:
             # The tag is all MLflow uses to nest runs; MLFLOW_RUN_ID would hijack the fluent API instead.
             all_tags["mlflow.parentRunId"] = parent_run_id
@@ -241,34 +270,30 @@ class MLflowTracker(Tracker):
             chunk = items[i : i + _MAX_PARAMS_PER_BATCH]
             try:
                 self._client.log_batch(self._run_id, params=chunk)
-            except Exception:
+            except Exception as e:
+                if self._reraise is not None and self._reraise(e):
+                    raise
                 # MLflow rejects a whole batch when one key was logged before with another value (e.g.
                 # on resume); one by one, only the conflicting keys are dropped.
                 for param in chunk:
-                    with _best_effort(f"log_params({param.key})"):
+                    with _best_effort(f"log_params({param.key})", self._reraise):
                         self._client.log_batch(self._run_id, params=[param])
 
-    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+    def log_metrics(self, metrics: Mapping[str, float], step: int, timestamp_ms: int | None = None) -> None:
+        """`timestamp_ms`: when the values were measured (a replay keeps the original time); default now."""
         from mlflow.entities import Metric
 
         if self._run_id is None:
             return
-        now = int(time.time() * 1000)
-        batch = []
-        for key, value in metrics.items():
-            try:
-                v = float(value)  # also 0-d tensors / numpy scalars
-            except (TypeError, ValueError):
-                _log.warning("tracking: metric %r has non-numeric value %r, dropped", key, value)
-                continue
-            batch.append(Metric(sanitize_key(key), v, now, int(step)))
+        now = int(time.time() * 1000) if timestamp_ms is None else int(timestamp_ms)
+        batch = [Metric(k, v, now, int(step)) for k, v in numeric_metrics(metrics).items()]
         for i in range(0, len(batch), _MAX_METRICS_PER_BATCH):
-            with _best_effort("log_metrics"):
+            with _best_effort("log_metrics", self._reraise):
                 self._client.log_batch(self._run_id, metrics=batch[i : i + _MAX_METRICS_PER_BATCH])
 
     def log_dict(self, obj: Any, artifact_file: str) -> None:
         if self._run_id is not None:
-            with _best_effort(f"log_dict({artifact_file})"):
+            with _best_effort(f"log_dict({artifact_file})", self._reraise):
                 self._client.log_dict(self._run_id, obj, artifact_file)
 
     def log_table(self, rows: list[dict[str, Any]], artifact_file: str) -> None:
@@ -278,14 +303,14 @@ class MLflowTracker(Tracker):
         # Column dict (MLflow builds the DataFrame); rows may miss keys, odd values become strings.
         columns = list(dict.fromkeys(k for row in rows for k in row))
         data = {c: [_cell(row.get(c)) for row in rows] for c in columns}
-        with _best_effort(f"log_table({artifact_file})"), warnings.catch_warnings():
+        with _best_effort(f"log_table({artifact_file})", self._reraise), warnings.catch_warnings():
             # mlflow 3.17's select_dtypes(include=["object"]) warns under pandas 3 on every call: noise.
             warnings.filterwarnings("ignore", message=".*select_dtypes.*")
             self._client.log_table(self._run_id, data, artifact_file)
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         if self._run_id is not None:
-            with _best_effort(f"log_artifact({path})"):
+            with _best_effort(f"log_artifact({path})", self._reraise):
                 self._client.log_artifact(self._run_id, str(path), artifact_path)
 
     def end(self, status: str = "FINISHED") -> None:
@@ -294,7 +319,7 @@ class MLflowTracker(Tracker):
         if self._run_id is None:
             return
         run_id, self._run_id = self._run_id, None  # cleared first: a failing end must not repeat
-        with _best_effort("end"):
+        with _best_effort("end", self._reraise):
             self._client.set_terminated(run_id, status=status)
 
 
@@ -330,23 +355,36 @@ def parent_run_id(cfg: TrackingConfig, invocation: str, tags: Mapping[str, str] 
     """The parent run of `invocation`, created (and closed: children attach later) if it is new.
 
     Stages run as separate processes, so the parent is found by tag, not passed around. Returns None
-    for the null backend or when the store cannot be reached (stages then log unparented runs).
+    for the null backend or when the store cannot be reached or is locked (stages then log unparented
+    runs): a cheap probe first, then MLflow set to fail fast, so an outage costs seconds at most.
     """
     if cfg.backend != "mlflow":
         return None
-    tracker = MLflowTracker(cfg)
-    with _best_effort("finding the parent run"):
-        exp_id = tracker._experiment_id()
-        query = f"tags.`pipeline.invocation` = '{invocation}' and tags.`pipeline.role` = 'parent'"
-        found = tracker._client.search_runs([exp_id], filter_string=query, max_results=1)
-        if found:
-            return found[0].info.run_id
-        all_tags = {**(tags or {}), "pipeline.invocation": invocation, "pipeline.role": "parent"}
-        if sha := git_sha():
-            all_tags["git_sha"] = sha
-        run = tracker._client.create_run(exp_id, run_name=invocation, tags=all_tags)
-        tracker._client.set_terminated(run.info.run_id, "FINISHED")
-        return run.info.run_id
+    from pipeline.tracking_outage import fast_fail, is_outage, store_reachable  # it imports this module
+
+    uri = anchor_store(cfg.tracking_uri)
+    with fast_fail(uri):
+        try:
+            if not store_reachable(uri):
+                raise ConnectionError("the probe found it locked or not answering")
+            tracker = MLflowTracker(cfg)
+        except Exception as e:
+            if not is_outage(e):  # a bad URI is a config error
+                raise
+            _log.warning("tracking: store %s unreachable (%s); this stage's run gets no parent", uri, e)
+            return None
+        with _best_effort("finding the parent run"):
+            exp_id = tracker._experiment_id()
+            query = f"tags.`pipeline.invocation` = '{invocation}' and tags.`pipeline.role` = 'parent'"
+            found = tracker._client.search_runs([exp_id], filter_string=query, max_results=1)
+            if found:
+                return found[0].info.run_id
+            all_tags = {**(tags or {}), "pipeline.invocation": invocation, "pipeline.role": "parent"}
+            if sha := git_sha():
+                all_tags["git_sha"] = sha
+            run = tracker._client.create_run(exp_id, run_name=invocation, tags=all_tags)
+            tracker._client.set_terminated(run.info.run_id, "FINISHED")
+            return run.info.run_id
     return None
 
 
@@ -354,5 +392,7 @@ def make_tracker(cfg: TrackingConfig) -> Tracker:
     if cfg.backend == "null":
         return NullTracker()
     if cfg.backend == "mlflow":
-        return MLflowTracker(cfg)
+        from pipeline.tracking_spool import SpoolingTracker  # it imports this module
+
+        return SpoolingTracker(cfg)
     raise ValueError(f"unknown tracking backend {cfg.backend!r}")
