@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from pipeline.data.jsonl import DataError, require
+from pipeline.data.jsonl import require, where
 from pipeline.data.prompts import chat_messages
+from pipeline.data.screen import RecordScreen
 from pipeline.data.sources import load_split
 from pipeline.types import Prompt
 
@@ -18,21 +19,35 @@ def gsm8k_gold(answer: str) -> str | None:
 
 
 def load_gsm8k(
-    path: str | None, split: str, system_prompt: str | None, limit: int | None = None
+    path: str | None,
+    split: str,
+    system_prompt: str | None,
+    limit: int | None = None,
+    screen: RecordScreen | None = None,
 ) -> list[Prompt]:
+    """GSM8K problems; an answer without a gradable '#### <number>' goes to `screen` (default: raise)."""
+    screen = screen or RecordScreen()
     records, source = load_split("gsm8k", path, split, HUB_ID, hub_config="main")
     prompts = []
     for i, rec in enumerate(records[:limit] if limit is not None else records):
-        gold = gsm8k_gold(require(rec, "answer", source))
+        question = require(rec, "question", source, str)
+        answer = require(rec, "answer", source, str)
+        pid = f"gsm8k/{split}/{i}"
+        gold = gsm8k_gold(answer)
         if gold is None:
-            raise DataError(f"{source}:{rec.get('_line', i + 1)}: answer has no '#### <number>' line")
+            tail = answer[-60:].replace("\n", " ")
+            detail = f"answer has no '#### <number>' line (it ends {tail!r})"
+            screen.reject(where(rec, source), pid, "no_gold", detail)
+            continue
+        if not screen.gold(where(rec, source), pid, gold):
+            continue
         prompts.append(
             Prompt(
-                id=f"gsm8k/{split}/{i}",
-                messages=chat_messages(require(rec, "question", source), system_prompt),
+                id=pid,
+                messages=chat_messages(question, system_prompt),
                 gold=gold,
                 # GSM8K answers are plain numbers: the last number is the recorded fallback
                 answer_fallback="last_number",
             )
         )
-    return prompts
+    return screen.finish(source, prompts)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -13,42 +14,91 @@ class DataError(ValueError):
 
 
 def read_records(path: str | Path) -> list[dict[str, Any]]:
-    """All records of a .jsonl / .json (array) file, optionally gzipped."""
+    """All records of a .jsonl / .json (array) file, optionally gzipped.
+
+    Each record gets where it came from: `_line` (1-based line of a .jsonl) or `_index` (0-based position
+    in a .json array), which `where` turns into `file:line` / `file[index]` for error messages.
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such data file")
     opener = gzip.open if path.suffix == ".gz" else open
     stem_suffix = Path(path.stem).suffix if path.suffix == ".gz" else path.suffix
-    with opener(path, "rt", encoding="utf-8") as f:
-        if stem_suffix == ".json":
-            try:
-                data = json.load(f)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from e
-            if not isinstance(data, list):
-                raise DataError(f"{path}: expected a JSON array of records")
-            return data
-        records = []
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(f"{path}:{lineno}: invalid JSON ({e.msg})") from e
-            if not isinstance(rec, dict):
-                raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(rec).__name__}")
-            rec["_line"] = lineno
-            records.append(rec)
+    records: list[dict[str, Any]] = []
+    lineno = 0
+    # Bytes, decoded line by line: a text-mode reader decodes ahead in chunks, so its UnicodeDecodeError
+    # would not say which line holds the bad bytes.
+    try:
+        with opener(path, "rb") as f:
+            if stem_suffix == ".json":
+                records = _json_array(path, _decode(f.read(), str(path)))
+            else:
+                for lineno, raw in enumerate(f, start=1):
+                    line = _decode(raw, f"{path}:{lineno}")
+                    if line.strip():
+                        records.append(_json_line(path, lineno, line))
+    # A truncated or corrupt .gz: name the file and how far it was read, not a bare zlib traceback.
+    except (EOFError, zlib.error, gzip.BadGzipFile) as e:
+        after = f" after line {lineno}" if lineno else ""
+        raise DataError(f"{path}: corrupt or truncated compressed file{after} ({e})") from e
     if not records:
         raise DataError(f"{path}: the file holds no records")
     return records
 
 
-def require(rec: dict[str, Any], field: str, source: str) -> Any:
-    """rec[field], or a DataError naming the file:line and the fields that are there."""
+def _decode(raw: bytes, at: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(f"{at}: not UTF-8 text (byte {e.start}: {raw[e.start : e.start + 1]!r})") from e
+
+
+def _json_line(path: Path, lineno: int, line: str) -> dict[str, Any]:
+    try:
+        rec = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}:{lineno}: invalid JSON ({e.msg})") from e
+    if not isinstance(rec, dict):
+        raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(rec).__name__}")
+    rec["_line"] = lineno
+    return rec
+
+
+def _json_array(path: Path, text: str) -> list[dict[str, Any]]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from e
+    if not isinstance(data, list):
+        raise DataError(f"{path}: expected a JSON array of records, got {type(data).__name__}")
+    for i, rec in enumerate(data):
+        if not isinstance(rec, dict):
+            raise DataError(f"{path}[{i}]: expected a JSON object, got {type(rec).__name__}")
+        rec["_index"] = i
+    return data
+
+
+def where(rec: dict[str, Any], source: str) -> str:
+    """`source:line` for a jsonl record, `source[index]` for a json-array or hub record, else `source`."""
+    if "_line" in rec:
+        return f"{source}:{rec['_line']}"
+    if "_index" in rec:
+        return f"{source}[{rec['_index']}]"
+    return source
+
+
+def require(rec: dict[str, Any], field: str, source: str, kind: type | None = None) -> Any:
+    """rec[field], or a DataError naming the file:line and the fields that are there.
+
+    With `kind`, the value must also be an instance of it (a number where text is expected would
+    otherwise surface much later, e.g. in the tokenizer, without a location).
+    """
     if field not in rec or rec[field] is None:
-        where = f"{source}:{rec['_line']}" if "_line" in rec else source
         present = sorted(k for k in rec if not k.startswith("_"))
-        raise DataError(f"{where}: record lacks field {field!r} (has {present})")
-    return rec[field]
+        raise DataError(f"{where(rec, source)}: record lacks field {field!r} (has {present})")
+    value = rec[field]
+    if kind is not None and not isinstance(value, kind):
+        raise DataError(
+            f"{where(rec, source)}: field {field!r} must be {kind.__name__}, got {type(value).__name__}"
+        )
+    return value

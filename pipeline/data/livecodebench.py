@@ -15,6 +15,7 @@ import re
 from typing import Any
 
 from pipeline.data.jsonl import DataError, require
+from pipeline.data.jsonl import where as record_where
 from pipeline.data.prompts import chat_messages
 from pipeline.data.sources import load_split
 from pipeline.types import Prompt
@@ -96,12 +97,11 @@ def load_livecodebench(
     records, source = load_split("livecodebench", path, split, HUB_ID, config, local_file=LOCAL_FILE)
     prompts = []
     for i, rec in enumerate(records[:limit] if limit is not None else records):
-        # JSON-array files have no line numbers: name the record by its index instead.
-        ctx = source if "_line" in rec else f"{source}[{i}]"
-        where = f"{source}:{rec['_line']}" if "_line" in rec else ctx
-        problem = str(require(rec, "problem" if "problem" in rec else "question_content", ctx))
+        # `require` adds the line (jsonl) or index (JSON array, hub) itself; `where` is the same place.
+        where = record_where(rec, source)
+        problem = str(require(rec, "problem" if "problem" in rec else "question_content", source))
         starter_code = str(rec.get("starter_code") or "")
-        tests = _tests(rec, ctx, where)
+        tests = _tests(rec, source, where)
         kinds = {t["testtype"] for t in tests}
         if len(kinds) != 1 or not kinds <= {"stdin", "functional"}:
             raise DataError(f"{where}: tests must all be 'stdin' or all 'functional' (got {sorted(kinds)})")

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import logging
-
-from pipeline.data.jsonl import DataError, require
+from pipeline.data.jsonl import require, where
 from pipeline.data.prompts import chat_messages
+from pipeline.data.screen import RecordScreen
 from pipeline.data.sources import load_split
 from pipeline.eval.math_grader import gold_from_solution
 from pipeline.types import Prompt
 
 HUB_ID = "DigitalLearningGmbH/MATH-lighteval"
-logger = logging.getLogger(__name__)
 
 
 def load_math(
@@ -20,24 +18,29 @@ def load_math(
     system_prompt: str | None,
     limit: int | None = None,
     skip_invalid: bool = True,
+    screen: RecordScreen | None = None,
 ) -> list[Prompt]:
     """MATH problems as prompts; the gold answer is the last \\boxed{} of the reference solution.
 
-    A solution without a usable box (MATH train has one: `\\boxed{}` at line 5530) is skipped with a
-    warning naming file:line when `skip_invalid`, else it raises.
+    A solution without a usable box (MATH train has two: empty `\\boxed{}` at lines 5530 and 5532) or
+    whose box math-verify cannot parse goes to `screen` (default: skipped when `skip_invalid`, else it
+    raises; the pipeline passes the screen of `data.on_invalid`).
     """
+    screen = screen or RecordScreen("skip" if skip_invalid else "error")
     records, source = load_split("math", path, split, HUB_ID)
     prompts = []
     for i, rec in enumerate(records[:limit] if limit is not None else records):
-        problem = require(rec, "problem", source)
-        gold = gold_from_solution(require(rec, "solution", source))
+        problem = require(rec, "problem", source, str)
+        solution = require(rec, "solution", source, str)
+        pid = str(rec.get("unique_id", f"math/{split}/{i}"))
+        gold = gold_from_solution(solution)
         if gold is None:
-            msg = f"{source}:{rec.get('_line', i + 1)}: solution has no non-empty \\boxed{{}} gold answer"
-            if not skip_invalid:
-                raise DataError(msg)
-            logger.warning("skipped %s", msg)
+            tail = solution[-60:].replace("\n", " ")
+            detail = f"solution has no non-empty \\boxed{{}} gold answer (it ends {tail!r})"
+            screen.reject(where(rec, source), pid, "no_gold", detail)
+            continue
+        if not screen.gold(where(rec, source), pid, gold):
             continue
         meta = {k: rec[k] for k in ("level", "type", "subject") if k in rec}
-        pid = str(rec.get("unique_id", f"math/{split}/{i}"))
         prompts.append(Prompt(id=pid, messages=chat_messages(problem, system_prompt), gold=gold, meta=meta))
-    return prompts
+    return screen.finish(source, prompts)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from pipeline.data.jsonl import require
+from pipeline.data.jsonl import require, where
 from pipeline.data.prompts import chat_messages
+from pipeline.data.screen import RecordScreen
 from pipeline.data.sources import load_split
 from pipeline.types import Prompt
 
@@ -11,17 +12,28 @@ HUB_ID = "HuggingFaceH4/MATH-500"
 
 
 def load_math500(
-    path: str | None, split: str, system_prompt: str | None, limit: int | None = None
+    path: str | None,
+    split: str,
+    system_prompt: str | None,
+    limit: int | None = None,
+    screen: RecordScreen | None = None,
 ) -> list[Prompt]:
+    """MATH500 problems; an `answer` math-verify cannot parse goes to `screen` (default: raise)."""
+    screen = screen or RecordScreen()
     records, source = load_split("math500", path, split, HUB_ID)
     prompts = []
     for rec in records[:limit] if limit is not None else records:
+        pid = str(require(rec, "unique_id", source))
+        problem = require(rec, "problem", source, str)
+        gold = require(rec, "answer", source, str)
+        if not screen.gold(where(rec, source), pid, gold):
+            continue
         prompts.append(
             Prompt(
-                id=str(require(rec, "unique_id", source)),
-                messages=chat_messages(require(rec, "problem", source), system_prompt),
-                gold=str(require(rec, "answer", source)),
+                id=pid,
+                messages=chat_messages(problem, system_prompt),
+                gold=gold,
                 meta={k: rec[k] for k in ("subject", "level") if k in rec},
             )
         )
-    return prompts
+    return screen.finish(source, prompts)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.data.jsonl import DataError, require
+from pipeline.data.jsonl import DataError, require, where
 from pipeline.data.sources import load_split
 from pipeline.types import Prompt
 
@@ -64,22 +64,22 @@ class MMLUProItem:
 
 def parse_item(rec: dict[str, Any], source: str) -> MMLUProItem:
     """A validated MMLUProItem, or a DataError naming file:line."""
-    where = f"{source}:{rec['_line']}" if "_line" in rec else source
+    at = where(rec, source)
     options = require(rec, "options", source)
     if not isinstance(options, list) or not all(isinstance(o, str) for o in options):
-        raise DataError(f"{where}: field 'options' must be a list of strings, got {options!r}")
+        raise DataError(f"{at}: field 'options' must be a list of strings, got {options!r}")
     # The official preprocess removes every "N/A" (HF rows pad to ten options with it).
     kept = tuple(o for o in options if o != "N/A")
     if not 2 <= len(kept) <= len(LETTERS):
-        raise DataError(f"{where}: expected 2..{len(LETTERS)} options after dropping 'N/A', got {len(kept)}")
+        raise DataError(f"{at}: expected 2..{len(LETTERS)} options after dropping 'N/A', got {len(kept)}")
     answer = require(rec, "answer", source)
     if not isinstance(answer, str) or answer not in LETTERS[: len(kept)]:
-        raise DataError(f"{where}: answer {answer!r} is not one of the {len(kept)} option letters")
+        raise DataError(f"{at}: answer {answer!r} is not one of the {len(kept)} option letters")
     question_id = require(rec, "question_id", source)
     answer_index = require(rec, "answer_index", source)
     for name, value in (("question_id", question_id), ("answer_index", answer_index)):
         if isinstance(value, bool) or not isinstance(value, int):
-            raise DataError(f"{where}: field {name!r} must be an integer, got {value!r}")
+            raise DataError(f"{at}: field {name!r} must be an integer, got {value!r}")
     return MMLUProItem(
         question_id=question_id,
         question=str(require(rec, "question", source)),
@@ -117,7 +117,7 @@ def load_exemplars(path: str | None) -> dict[str, list[MMLUProItem]]:
     for rec in records:
         item = parse_item(rec, source)
         if not item.cot_content.strip():
-            raise DataError(f"{source}:{rec.get('_line', '?')}: validation exemplar has no cot_content")
+            raise DataError(f"{where(rec, source)}: validation exemplar has no cot_content")
         by_category.setdefault(item.category, []).append(item)
     return by_category
 
@@ -157,9 +157,7 @@ def load_mmlu_pro(
         item = parse_item(rec, source)
         shots = exemplars.get(item.category)
         if not shots:
-            raise DataError(
-                f"{source}:{rec.get('_line', '?')}: no validation exemplars for category {item.category!r}"
-            )
+            raise DataError(f"{where(rec, source)}: no validation exemplars for category {item.category!r}")
         # Evaluating the validation split itself must not show an item its own worked answer.
         shots = [e for e in shots if split != "validation" or e.question_id != item.question_id][:NUM_SHOTS]
         text, num_shots = fit_prompt(item, shots, count_tokens)

@@ -51,4 +51,5 @@ def _from_hub(hub_id: str, config: str | None, split: str) -> list[dict[str, Any
             "to a folder of local copies (see shared/data/README.md)"
         ) from e
     ds = datasets.load_dataset(hub_id, config, split=split)
-    return [dict(r, _line=i + 1) for i, r in enumerate(ds)]
+    # Rows are positions, not lines: `_index` makes errors read `hub:<id>[i]`.
+    return [dict(r, _index=i) for i, r in enumerate(ds)]

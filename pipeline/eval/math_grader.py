@@ -230,3 +230,26 @@ def grade(completion: str, gold: str | None, fallback: Literal["none", "last_num
 def gold_from_solution(solution: str) -> str | None:
     """The gold answer of a MATH solution: the dataset marks it as the solution's last boxed expression."""
     return extract_boxed(solution)
+
+
+def gold_problem(gold: str) -> Literal["empty", "unbalanced_braces", "unparseable"] | None:
+    """Why `answers_equivalent` could never accept any answer for `gold`, or None when it can.
+
+    The data loaders call this on every gold answer, so a gold the grader cannot read is reported at
+    load time instead of silently scoring every completion 0. It takes `answers_equivalent`'s own steps:
+    an empty or brace-unbalanced gold is rejected before parsing, and a gold math-verify parses to
+    nothing (also without a trailing percent sign) could only ever match a string-identical answer.
+    """
+    gold = gold.strip()  # as `answers_equivalent` strips it (and so the same `_parse` cache entry)
+    if not _normalize(gold):
+        return "empty"
+    if not _balanced(gold):
+        return "unbalanced_braces"
+    try:
+        if _parse(gold):
+            return None
+        bare = _PERCENT_RE.sub("", gold)
+        return None if bare != gold and bare.strip() and _parse(bare) else "unparseable"
+    except (Exception, TimeoutException):  # TimeoutException derives from BaseException
+        logger.debug("math-verify failed on gold %r", gold, exc_info=True)
+        return "unparseable"

@@ -11,9 +11,10 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pipeline.config import BenchmarkConfig, DataConfig
+from pipeline.data.screen import RecordScreen, check_limit
 from pipeline.eval.verdict import Verdict
 from pipeline.types import Prompt
 
@@ -21,11 +22,27 @@ from pipeline.types import Prompt
 NAMES = ("arith", "gsm8k", "math500", "humaneval", "cruxeval", "livecodebench", "mmlu_pro", "alpaca_eval")
 
 
+class Loader(Protocol):
+    """(bench config, data config, system prompt, screen) -> every usable item of the split, dataset order.
+
+    Benchmarks graded against a gold answer by math-verify pass each gold to `screen.gold` (a bad one
+    raises or is skipped and counted, per `on_invalid`); the others ignore the screen.
+    """
+
+    def __call__(
+        self,
+        bench: BenchmarkConfig,
+        data: DataConfig,
+        system_prompt: str | None,
+        screen: RecordScreen | None = None,
+    ) -> list[Prompt]: ...
+
+
 @dataclass(frozen=True)
 class Benchmark:
     name: str
-    # (bench config, data config, system prompt) -> every item of the configured split, dataset order.
-    load: Callable[[BenchmarkConfig, DataConfig, str | None], list[Prompt]]
+    # Every usable item of the configured split, in dataset order (see Loader).
+    load: Loader
     # (prompts, completions, bench config) -> one Verdict per completion, same order.
     grade: Callable[[list[Prompt], list[str], BenchmarkConfig], list[Verdict]]
     # Name of the headline metric in metrics.json: accuracy | pass_at_1 | pass_at_1_public | lc_win_rate.
@@ -45,11 +62,19 @@ def get_benchmark(name: str) -> Benchmark:
     return importlib.import_module(f"pipeline.eval.benchmarks.{name}").BENCHMARK
 
 
-def load_benchmark(bench: BenchmarkConfig, data: DataConfig, system_prompt: str | None) -> list[Prompt]:
-    """A benchmark's items; with `limit`, a seeded random subset (kept in dataset order)."""
-    prompts = get_benchmark(bench.name).load(bench, data, system_prompt)
-    if not prompts:
-        raise ValueError(f"benchmarks.{bench.name}: the dataset has no items")
+def load_benchmark(
+    bench: BenchmarkConfig, data: DataConfig, system_prompt: str | None, screen: RecordScreen | None = None
+) -> list[Prompt]:
+    """A benchmark's items; with `limit`, a seeded random subset (kept in dataset order).
+
+    Invalid golds go to `screen` (default: one built from `on_invalid`); its `stats()` count the items
+    kept and skipped before the subset is drawn.
+    """
+    screen = screen or RecordScreen(bench.on_invalid, f"benchmarks.{bench.name}")
+    check_limit(bench.limit, f"{screen.name}.limit")
+    prompts = get_benchmark(bench.name).load(bench, data, system_prompt, screen=screen)
+    # Again for loaders that do not screen: counts their items, and an empty dataset is a DataError.
+    prompts = screen.finish(bench.path or f"benchmarks.{bench.name}", prompts)
     if bench.limit is not None and bench.limit < len(prompts):
         keep = sorted(random.Random(bench.seed).sample(range(len(prompts)), bench.limit))
         prompts = [prompts[i] for i in keep]

@@ -16,14 +16,17 @@ from typing import Any
 from pipeline.atomic import write_json_atomic
 from pipeline.config import BenchmarkConfig, DataConfig
 from pipeline.data.alpaca_eval import load_alpaca_eval
+from pipeline.data.screen import RecordScreen
 from pipeline.eval.benchmarks import Benchmark
 from pipeline.eval.judge import JudgeError, judge_pairwise
 from pipeline.eval.verdict import Verdict
 from pipeline.types import Prompt
 
 
-def load(bench: BenchmarkConfig, data: DataConfig, system_prompt: str | None) -> list[Prompt]:
-    del data
+def load(
+    bench: BenchmarkConfig, data: DataConfig, system_prompt: str | None, screen: RecordScreen | None = None
+) -> list[Prompt]:
+    del data, screen  # no math-verify gold to screen (load_benchmark counts the items)
     return load_alpaca_eval(bench.path, bench.split, system_prompt)
 
 

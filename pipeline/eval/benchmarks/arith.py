@@ -4,14 +4,20 @@ from __future__ import annotations
 
 from pipeline.config import BenchmarkConfig, DataConfig
 from pipeline.data.arith import arith_prompts
+from pipeline.data.screen import RecordScreen, screen_generated
 from pipeline.eval.benchmarks import Benchmark
 from pipeline.eval.math_benchmark import grade_math
 from pipeline.types import Prompt
 
 
-def load(bench: BenchmarkConfig, data: DataConfig, system_prompt: str | None) -> list[Prompt]:
+def load(
+    bench: BenchmarkConfig, data: DataConfig, system_prompt: str | None, screen: RecordScreen | None = None
+) -> list[Prompt]:
     # Same generator settings as training (seed, sizes, levels), so the split is truly held out.
-    return arith_prompts(bench.split, data.train_size, data.test_size, data.levels, data.seed, system_prompt)
+    d = data
+    prompts = arith_prompts(bench.split, d.train_size, d.test_size, d.levels, d.seed, system_prompt)
+    screen = screen or RecordScreen(bench.on_invalid, "benchmarks.arith")
+    return screen_generated(prompts, screen, f"arith:{bench.split}")
 
 
 BENCHMARK = Benchmark(name="arith", load=load, grade=grade_math, metric="accuracy")

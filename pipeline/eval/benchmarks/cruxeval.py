@@ -21,6 +21,7 @@ import re
 
 from pipeline.config import BenchmarkConfig, DataConfig
 from pipeline.data.cruxeval import load_cruxeval
+from pipeline.data.screen import RecordScreen
 from pipeline.eval.benchmarks import Benchmark
 from pipeline.eval.code_exec import run_programs, run_summary
 from pipeline.eval.math_grader import extract_boxed
@@ -33,8 +34,10 @@ _ASSERT_LINE_RE = re.compile(r"^[ \t]*assert\s+f\s*\(.*==.*$", re.MULTILINE)
 _WRAPPER_RE = re.compile(r"^```(?:python|py)?\s*\n?(.*?)\n?```$|^`([^`]*)`$", re.DOTALL)
 
 
-def load(bench: BenchmarkConfig, data: DataConfig, system_prompt: str | None) -> list[Prompt]:
-    del data
+def load(
+    bench: BenchmarkConfig, data: DataConfig, system_prompt: str | None, screen: RecordScreen | None = None
+) -> list[Prompt]:
+    del data, screen  # no math-verify gold to screen (load_benchmark counts the items)
     return load_cruxeval(bench.path, bench.split, system_prompt)
 
 

@@ -15,6 +15,7 @@ import textwrap
 
 from pipeline.config import BenchmarkConfig, DataConfig
 from pipeline.data.humaneval import load_humaneval
+from pipeline.data.screen import RecordScreen
 from pipeline.eval.benchmarks import Benchmark
 from pipeline.eval.code_exec import NOT_MAIN, run_programs, run_summary
 from pipeline.eval.code_extraction import extract_code
@@ -22,8 +23,10 @@ from pipeline.eval.verdict import Verdict
 from pipeline.types import Prompt
 
 
-def load(bench: BenchmarkConfig, data: DataConfig, system_prompt: str | None) -> list[Prompt]:
-    del data
+def load(
+    bench: BenchmarkConfig, data: DataConfig, system_prompt: str | None, screen: RecordScreen | None = None
+) -> list[Prompt]:
+    del data, screen  # no math-verify gold to screen (load_benchmark counts the items)
     return load_humaneval(bench.path, bench.split, system_prompt)
 
 

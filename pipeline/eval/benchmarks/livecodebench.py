@@ -20,6 +20,7 @@ from typing import Any
 
 from pipeline.config import BenchmarkConfig, DataConfig
 from pipeline.data.livecodebench import load_livecodebench
+from pipeline.data.screen import RecordScreen
 from pipeline.eval.benchmarks import Benchmark
 from pipeline.eval.code_exec import NOT_MAIN, clip, run_programs, run_summary
 from pipeline.eval.code_extraction import extract_code
@@ -62,8 +63,10 @@ _lcb_run_test()
 """
 
 
-def load(bench: BenchmarkConfig, data: DataConfig, system_prompt: str | None) -> list[Prompt]:
-    del data
+def load(
+    bench: BenchmarkConfig, data: DataConfig, system_prompt: str | None, screen: RecordScreen | None = None
+) -> list[Prompt]:
+    del data, screen  # no math-verify gold to screen (load_benchmark counts the items)
     return load_livecodebench(bench.path, bench.split, system_prompt)
 
 

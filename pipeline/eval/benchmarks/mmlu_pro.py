@@ -23,6 +23,7 @@ import re
 
 from pipeline.config import BenchmarkConfig, DataConfig
 from pipeline.data.mmlu_pro import LETTERS, load_mmlu_pro
+from pipeline.data.screen import RecordScreen
 from pipeline.eval.benchmarks import Benchmark
 from pipeline.eval.verdict import Verdict
 from pipeline.types import Prompt
@@ -54,9 +55,11 @@ def grade_choice(completion: str, gold: str, num_options: int) -> Verdict:
     return Verdict(correct=correct, extracted=letter, source=source, detail={"out_of_range": out_of_range})
 
 
-def load(bench: BenchmarkConfig, data: DataConfig, system_prompt: str | None) -> list[Prompt]:
+def load(
+    bench: BenchmarkConfig, data: DataConfig, system_prompt: str | None, screen: RecordScreen | None = None
+) -> list[Prompt]:
     # The official format has no system prompt and no chat template: Prompt.text is used verbatim.
-    del data, system_prompt
+    del data, system_prompt, screen  # no math-verify gold to screen (load_benchmark counts items)
     return load_mmlu_pro(bench.path, bench.split)
 
 
