@@ -3,7 +3,7 @@
 Used by the spooling tracker (tracking_spool) and `tracking.parent_run_id`; nothing here imports MLflow.
 - `is_outage`: the store is down or busy (sqlite locked or unreadable, connection refused, timeout, HTTP
   503), so the call is worth repeating later; anything else is the call's own fault.
-- `store_reachable`: a probe that never waits (sqlite: take the write lock without waiting; http:
+- `store_reachable`: a probe that waits at most a second (sqlite: take the write lock; http:
   GET /health), used before contacting a store believed down.
 - `fast_fail`: around our calls MLflow's HTTP client gets no retries and a 10 s timeout (env vars set only
   for the block, unless the user set them), and MLflow's sqlite busy timeout drops from 20 s to 5 s.
@@ -68,18 +68,20 @@ def check_uri(uri: str) -> None:
 
 
 def store_reachable(uri: str, timeout_s: float = 2.0) -> bool:
-    """A cheap look at the store without MLflow and without waiting on a lock."""
+    """A cheap look at the store without MLflow, waiting at most a second on a lock."""
     db = _sqlite_path(uri)
     if db is not None:
         if db == ":memory:" or not Path(db).exists():
             return True  # nothing to lock yet: MLflow creates it
         try:
-            con = sqlite3.connect(f"{Path(db).resolve().as_uri()}?mode=rw", uri=True, timeout=0)
+            # A second at most: another writer (a parallel sweep job) holds the lock for milliseconds;
+            # a store that stays locked costs one second per probe.
+            con = sqlite3.connect(f"{Path(db).resolve().as_uri()}?mode=rw", uri=True, timeout=1.0)
         except sqlite3.Error:
             return False
         try:
             con.isolation_level = None
-            con.execute("BEGIN IMMEDIATE")  # the write lock, or an error at once if someone holds it
+            con.execute("BEGIN IMMEDIATE")  # the write lock, or an error if it stays held
             con.execute("ROLLBACK")
             return True
         except sqlite3.Error:

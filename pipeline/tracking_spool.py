@@ -4,8 +4,8 @@
 while it answers. The first call that fails with an outage (sqlite locked or unreadable, connection
 refused, timeout, HTTP 503: `tracking_outage.is_outage`) turns it offline: that call and all later ones
 are appended to a spool under `tracking.spool_dir` (format: `tracking_replay`). Offline, the store is
-contacted at most every `tracking.retry_s` seconds and only after a probe that never waits; when it
-answers, the spool is replayed in order and the tracker is online again. `end` makes a last attempt; a
+contacted at most every `tracking.retry_s` seconds and only after a probe that waits a second at most;
+when it answers, the spool is replayed in order and the tracker is online again. `end` makes a last attempt; a
 spool left then is replayed by the next tracker that starts on the same store and experiment, or by
 `python -m pipeline.tracking_spool replay [--uri URI] [SPOOL ...]`.
 
@@ -93,7 +93,7 @@ class SpoolingTracker(Tracker):
         self._runs, self._run = {}, OFFLINE_PREFIX + client_id
         tags = {**run_tags(tags), CLIENT_ID_TAG: client_id}
         op = {"op": "start", "run": self._run, "name": run_name, "tags": tags, "parent": parent_run_id}
-        if not store_reachable(self.uri):  # no call that would wait on a lock or a dead server
+        if not store_reachable(self.uri):  # no MLflow call that would wait on a lock or a dead server
             self._go_offline("the probe found it locked or not answering")
         self._submit(op | {"time": now_ms()})
         self._run = self.run_id
