@@ -12,6 +12,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
+from pipeline.config_bounds import out_of_bounds
 from pipeline.data.prompts import PAPER_SYSTEM_PROMPT
 
 
@@ -211,64 +212,11 @@ def build(cls: type[T], data: Any, path: str = "") -> T:
     for name, f in fields.items():
         if name in data:
             kwargs[name] = _coerce(hints[name], data[name], _join(path, name))
-            _check_bounds(f"{cls.__name__}.{name}", kwargs[name], _join(path, name))
+            if problem := out_of_bounds(f"{cls.__name__}.{name}", kwargs[name]):
+                raise ConfigError(f"{_join(path, name)}: {problem}")
         elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             raise ConfigError(f"{_join(path, name)}: required key is missing")
     return cls(**kwargs)
-
-
-# Inclusive numeric ranges `build` enforces (None = unbounded): a value outside fails at stage start
-# with the range, instead of deep inside a run (a zero batch size, a negative learning rate).
-_BOUNDS: dict[str, tuple[float | None, float | None]] = {
-    "AlgorithmConfig.group_size": (1, None),
-    "AlgorithmConfig.prompts_per_step": (1, None),
-    "AlgorithmConfig.steps": (0, None),
-    "AlgorithmConfig.temperature": (0, None),
-    "AlgorithmConfig.top_p": (0, 1),
-    "AlgorithmConfig.max_new_tokens": (1, None),
-    "AlgorithmConfig.max_prompt_tokens": (1, None),
-    "AlgorithmConfig.num_iterations": (1, None),
-    "AlgorithmConfig.lr": (0, None),
-    "AlgorithmConfig.warmup_ratio": (0, 1),
-    "AlgorithmConfig.weight_decay": (0, None),
-    "AlgorithmConfig.beta": (0, None),
-    "AlgorithmConfig.clip_eps_low": (0, 1),
-    "AlgorithmConfig.clip_eps_high": (0, None),
-    "AlgorithmConfig.std_eps": (0, None),
-    "AlgorithmConfig.micro_batch_size": (1, None),
-    "AlgorithmConfig.micro_batch_tokens": (0, None),
-    "AlgorithmConfig.scoring_chunk_tokens": (1, None),
-    "RolloutConfig.batch_size": (1, None),
-    "RolloutConfig.gpu_memory_utilization": (0, 1),
-    "RolloutConfig.sleep_level": (1, 2),
-    "TrainerConfig.threads": (0, None),
-    "TrainerConfig.checkpoint_every": (1, None),
-    "TrainerConfig.keep_last": (0, None),
-    "TrainerConfig.log_completions": (0, None),
-    "TrainerConfig.processes": (1, None),
-    "TrainerConfig.max_nonfinite_steps": (0, None),
-    "BenchmarkConfig.limit": (1, None),
-    "BenchmarkConfig.max_new_tokens": (1, None),
-    "BenchmarkConfig.batch_size": (1, None),
-    "BenchmarkConfig.n_samples": (1, None),
-    "BenchmarkConfig.temperature": (0, None),
-    "BenchmarkConfig.top_p": (0, 1),
-    "BenchmarkConfig.timeout_s": (0, None),
-    "BenchmarkConfig.workers": (1, None),
-    "DataConfig.limit": (1, None),
-    "DataConfig.train_size": (1, None),
-    "DataConfig.test_size": (0, None),
-    "TrackingConfig.retry_s": (0, None),
-}
-
-
-def _check_bounds(key: str, value: Any, path: str) -> None:
-    if key not in _BOUNDS or not isinstance(value, int | float) or isinstance(value, bool):
-        return
-    low, high = _BOUNDS[key]
-    if (low is not None and value < low) or (high is not None and value > high):
-        allowed = f"[{'-inf' if low is None else low}, {'inf' if high is None else high}]"
-        raise ConfigError(f"{path}: {value!r} is out of range; allowed values: {allowed}")
 
 
 def _join(path: str, key: str) -> str:
