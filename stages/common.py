@@ -12,9 +12,17 @@ from pipeline.params import check_runnable, load_params
 from pipeline.rl.checkpoint import CheckpointError
 from pipeline.rl.divergence import TrainingDiverged
 
+# The failures a stage reports in one line, and its exit code for each.
+EXIT_CODES: dict[type[Exception], int] = {
+    ConfigError: 2,
+    DataError: 2,
+    TrainingDiverged: 3,
+    CheckpointError: 4,
+}
+
 
 def run_stage(body: Callable[[PipelineConfig], object], params: str = "params.yaml") -> int:
-    """Load and validate params.yaml, run the stage body; config/data errors print one line, exit 2."""
+    """Load and validate params.yaml, run the stage body; a known failure prints one line (EXIT_CODES)."""
     try:
         cfg = load_params(params)
         try:
@@ -22,13 +30,7 @@ def run_stage(body: Callable[[PipelineConfig], object], params: str = "params.ya
         except ConfigError as e:
             raise ConfigError(f"{params}: {e}") from e
         body(cfg)
-    except (ConfigError, DataError) as e:
+    except tuple(EXIT_CODES) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
-    except TrainingDiverged as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 3
-    except CheckpointError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 4
+        return next(code for kind, code in EXIT_CODES.items() if isinstance(e, kind))
     return 0

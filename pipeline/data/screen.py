@@ -61,8 +61,14 @@ class RecordScreen:
             )
         self.rejected.append(Rejection(where, record_id, reason))
 
-    def gold(self, where: str, record_id: str, gold: str) -> bool:
-        """True when the grader can match `gold`; else the record is rejected (raise, or skip: False)."""
+    def gold(
+        self, where: str, record_id: str, gold: str | None, absent: str = "it has no gold answer"
+    ) -> bool:
+        """True when the grader can match `gold`; else the record is rejected (raise, or skip: False).
+        `absent` says what the record lacks when no gold could be read from it (gold None)."""
+        if gold is None:
+            self.reject(where, record_id, "no_gold", absent)
+            return False
         # Imported here: screens of code and multiple-choice benchmarks never load math-verify.
         from pipeline.eval.math_grader import gold_problem
 
@@ -108,5 +114,5 @@ def check_limit(limit: int | None, key: str) -> None:
 
 def screen_generated(prompts: list[Prompt], screen: RecordScreen, source: str) -> list[Prompt]:
     """Screen the golds of generated prompts (arith): a bad one is a generator bug, caught before training."""
-    kept = [p for i, p in enumerate(prompts) if screen.gold(f"{source}[{i}]", p.id, p.gold or "")]
+    kept = [p for i, p in enumerate(prompts) if screen.gold(f"{source}[{i}]", p.id, p.gold)]
     return screen.finish(source, kept)

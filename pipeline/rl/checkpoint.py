@@ -120,13 +120,10 @@ def _write(
         **extra,
     }
     torch.save(state, tmp / STATE_FILE)
-    fsync_tree(tmp)
     # The small JSON-able part again, readable without loading the optimizer state, and the manifest.
     meta = {"step": step, **extra, "files": _manifest(tmp)}
-    with open(tmp / META_FILE, "w", encoding="utf-8") as f:
-        f.write(json.dumps(meta))
-        f.flush()
-        os.fsync(f.fileno())
+    (tmp / META_FILE).write_text(json.dumps(meta), encoding="utf-8")
+    fsync_tree(tmp)  # every file and the folder, before the rename makes it a checkpoint
 
 
 def _manifest(folder: Path) -> dict[str, list[Any]]:
@@ -134,11 +131,9 @@ def _manifest(folder: Path) -> dict[str, list[Any]]:
     out: dict[str, list[Any]] = {}
     for f in sorted(folder.rglob("*")):
         if f.is_file() and f.name != META_FILE:
-            digest = hashlib.sha256()
             with open(f, "rb") as fh:
-                while chunk := fh.read(1 << 22):
-                    digest.update(chunk)
-            out[f.relative_to(folder).as_posix()] = [f.stat().st_size, digest.hexdigest()]
+                digest = hashlib.file_digest(fh, "sha256").hexdigest()
+            out[f.relative_to(folder).as_posix()] = [f.stat().st_size, digest]
     return out
 
 

@@ -10,7 +10,6 @@ No torch import here: the stage entry points import `TrainingDiverged` to map it
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 
@@ -38,19 +37,18 @@ class NonFiniteGuard:
             self.first_bad_step = None
         return {"update/skipped": float(skipped), "update/skipped_steps_total": float(self.total)}
 
-    def check(self, step: int, last_checkpoint: object | None, why: str) -> None:
-        """Raise TrainingDiverged once `limit` steps in a row were skipped (after this step's save)."""
-        if self.limit <= 0 or self.consecutive < self.limit:
-            return
+    @property
+    def tripped(self) -> bool:
+        """`limit` steps in a row were skipped: the run must stop."""
+        return self.limit > 0 and self.consecutive >= self.limit
+
+    def diverged(self, step: int, last_checkpoint: object | None, why: str) -> TrainingDiverged:
+        """The error that stops a tripped run, naming the skipped steps and the last good checkpoint."""
         where = last_checkpoint or "none written yet (trainer.checkpoint_every)"
-        raise TrainingDiverged(
+        return TrainingDiverged(
             f"stopped: {self.consecutive} training steps in a row had a non-finite loss or gradient "
             f"(steps {self.first_bad_step}-{step}; last: {why}); their updates were skipped, so the "
             f"weights are unchanged by them. Last good checkpoint: {where}. Rerunning resumes from it "
             "and meets the same steps: lower algorithm.lr, check the rewards, or raise "
             "trainer.max_nonfinite_steps."
         )
-
-
-def is_finite(*values: float) -> bool:
-    return all(math.isfinite(v) for v in values)

@@ -180,8 +180,9 @@ class Trainer:
                     keep_last=cfg.trainer.keep_last,
                 )
             dist.barrier()  # nobody runs ahead of a checkpoint it might have to resume from
-            why = f"loss={metrics['loss']}, grad_norm={metrics['grad_norm']}"
-            guard.check(step, latest_checkpoint(root), why)
+            if guard.tripped:
+                why = f"loss={metrics['loss']}, grad_norm={metrics['grad_norm']}"
+                raise guard.diverged(step, latest_checkpoint(root), why)
         final = None
         if end == cfg.algorithm.steps:
             final = self._save_final()

@@ -110,12 +110,13 @@ def test_guard_counts_only_consecutive_steps() -> None:
     guard = NonFiniteGuard(limit=2)
     for step, skipped in enumerate([1, 0, 1, 0, 1]):
         guard.record(step, skipped)
-        guard.check(step, None, "nan")  # never 2 in a row
+        assert not guard.tripped  # never 2 in a row
     assert guard.total == 3
     guard.record(5, 1)
+    assert guard.tripped
     with pytest.raises(TrainingDiverged, match="steps 4-5"):
-        guard.check(5, None, "nan")
+        raise guard.diverged(5, None, "nan")
     never = NonFiniteGuard(limit=0)
     for step in range(10):
         never.record(step, 1)
-        never.check(step, None, "nan")
+        assert not never.tripped
