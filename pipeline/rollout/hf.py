@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import Iterator
+from typing import Any
+
 import torch
 from tqdm.auto import tqdm
 from transformers import (
     Cache,
     DynamicCache,
+    GenerationConfig,
     LogitsProcessor,
     LogitsProcessorList,
     PreTrainedModel,
@@ -21,6 +27,73 @@ from pipeline.rollout.base import completion_mask
 from pipeline.rollout.sampling import SeededSampler, request_seed
 from pipeline.self_certainty import certainty_and_entropy
 from pipeline.types import Prompt, RolloutGroup
+
+logger = logging.getLogger(__name__)
+
+
+# generation_config fields from which `generate` builds logits processors or sampling warpers, with
+# the values that leave the logits alone (transformers 5.20, GenerationMixin._get_logits_processor).
+_NEUTRAL: dict[str, tuple[Any, ...]] = {
+    "guidance_scale": (None, 1, 1.0),
+    "sequence_bias": (None,),
+    "encoder_repetition_penalty": (None, 1.0),
+    "repetition_penalty": (None, 1.0),
+    "no_repeat_ngram_size": (None, 0),
+    "encoder_no_repeat_ngram_size": (None, 0),
+    "bad_words_ids": (None,),
+    "min_length": (None, 0),
+    "min_new_tokens": (None, 0),
+    "forced_bos_token_id": (None,),
+    "forced_eos_token_id": (None,),
+    "remove_invalid_values": (None, False),
+    "exponential_decay_length_penalty": (None,),
+    "suppress_tokens": (None,),
+    "begin_suppress_tokens": (None,),
+    "watermarking_config": (None,),
+    "renormalize_logits": (None, False),
+    "do_sample": (None, False),
+    "num_beams": (None, 1),
+    "temperature": (None, 1.0),
+    "top_k": (None, 0),
+    "top_p": (None, 1.0),
+    "min_p": (None,),
+    "typical_p": (None, 1.0),
+    "epsilon_cutoff": (None, 0.0),
+    "eta_cutoff": (None, 0.0),
+    "top_h": (None,),
+}
+
+
+def altering_generation_fields(config: GenerationConfig) -> dict[str, Any]:
+    """The fields of a model's generation_config that would make `generate` alter the logits or the
+    sampling (repetition_penalty, suppress_tokens, min_new_tokens, top_k, ...), with their values."""
+    found = {}
+    for key, neutral in _NEUTRAL.items():
+        value = getattr(config, key, None)
+        if not any(value is v or (v is not None and value == v) for v in neutral):
+            found[key] = value
+    return found
+
+
+@contextlib.contextmanager
+def raw_logits_generation(model: PreTrainedModel) -> Iterator[None]:
+    """`generate` without any logits processor from `model.generation_config`.
+
+    generate() fills every field its caller leaves unset (None) from the model's generation_config, and
+    builds processors from them before the caller's own (repetition_penalty, no_repeat_ngram_size,
+    suppress_tokens, bad_words_ids, sequence_bias, min_new_tokens, ...). An unset field cannot be
+    passed as "off", so the model's config is swapped for an empty one for the call: rollouts sample
+    from softmax(z / T) with top-p only, and the recorded self-certainty reads the raw logits (a
+    suppressed token's -inf would make KL(U || p) infinite).
+    """
+    saved = model.generation_config
+    model.generation_config = GenerationConfig(
+        bos_token_id=saved.bos_token_id, eos_token_id=saved.eos_token_id, pad_token_id=saved.pad_token_id
+    )
+    try:
+        yield
+    finally:
+        model.generation_config = saved
 
 
 def left_pad(rows: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -108,6 +181,12 @@ class HFRolloutEngine:
             raise ValueError("the model and tokenizer define no EOS token: completions could never end")
         self.eos_ids = eos_ids
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0]
+        if altered := altering_generation_fields(model.generation_config):
+            logger.warning(
+                "the model's generation_config sets %s: ignored (rollouts and evaluation sample from "
+                "softmax(logits / temperature) with top-p only, as the paper)",
+                ", ".join(f"{k}={v!r}" for k, v in sorted(altered.items())),
+            )
 
     def sync_weights(self, model: torch.nn.Module) -> None:
         if model is not self.model:
@@ -231,8 +310,6 @@ class HFRolloutEngine:
         if sampling.stop:
             # HF stops a row once its decoded tail ends with a stop string (needs the tokenizer).
             kwargs.update(stop_strings=list(sampling.stop), tokenizer=self.tokenizer)
-        # No temperature/top-k/top-p warpers from a model's generation_config: the sampler does them.
-        kwargs.update(temperature=None, top_p=None, top_k=None)
         tokens = self.record_token_scores
         recorder = CertaintyRecorder(1.0 / self.certainty_temperature if tokens else 1.0, entropy=tokens)
         processors = LogitsProcessorList()
@@ -240,9 +317,13 @@ class HFRolloutEngine:
             processors.append(recorder)  # first: it must see the raw logits
         if sampling.temperature > 0:
             processors.append(SeededSampler(seeds, ids.shape[1], sampling.temperature, sampling.top_p))
-        out = self.model.generate(
-            input_ids=ids.to(device), attention_mask=attn.to(device), logits_processor=processors, **kwargs
-        )
+        with raw_logits_generation(self.model):
+            out = self.model.generate(
+                input_ids=ids.to(device),
+                attention_mask=attn.to(device),
+                logits_processor=processors,
+                **kwargs,
+            )
         completions = out[:, ids.shape[1] :].cpu()
         per_token = recorder.per_token()  # [batch, steps]
         per_token_entropy = recorder.per_token_entropy()

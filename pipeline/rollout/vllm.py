@@ -67,6 +67,30 @@ def _import_vllm() -> Any:
 
 
 # ---------------------------------------------------------------------------- sampling parameters
+# vllm.SamplingParams fields that would alter the logits or the sampled distribution, at their
+# neutral values (set explicitly: the defaults of one version are no contract of the next).
+NEUTRAL_SAMPLING: dict[str, Any] = {
+    "top_k": -1,
+    "min_p": 0.0,
+    "repetition_penalty": 1.0,
+    "presence_penalty": 0.0,
+    "frequency_penalty": 0.0,
+    "min_tokens": 0,
+}
+# LLM(...) arguments that would bring in processors or generation defaults: refused in llm_kwargs.
+ALTERING_LLM_KWARGS = ("generation_config", "override_generation_config", "logits_processors")
+
+
+def check_llm_kwargs(llm_kwargs: dict[str, Any]) -> None:
+    """rollout.llm_kwargs may tune the engine, never what it samples from."""
+    for key in ALTERING_LLM_KWARGS:
+        if key in llm_kwargs:
+            raise ConfigError(
+                f"rollout.llm_kwargs.{key}: not allowed; rollouts sample from softmax(logits / "
+                "temperature) with top-p only (the scoring pass and the recorded self-certainty assume it)"
+            )
+
+
 def sampling_params_kwargs(
     sampling: SamplingConfig,
     seed: int,
@@ -86,8 +110,9 @@ def sampling_params_kwargs(
         "stop": list(sampling.stop),
         # The model's EOS ids, also those only listed in generation_config (HF stops on them too).
         "stop_token_ids": list(stop_token_ids),
-        # top_k off, as in the HF engine: the paper samples from the full (top-p) distribution.
-        "top_k": -1,
+        # Everything but temperature and top-p explicitly off, as in the HF engine: the paper samples
+        # from softmax(z / T) restricted to the nucleus, which the scoring pass's log-probs assume.
+        **NEUTRAL_SAMPLING,
     }
     if sampling.temperature <= 0:
         # Greedy: no randomness, hence no seed.
@@ -285,6 +310,7 @@ class VLLMRolloutEngine:
     ) -> None:
         if sleep_level not in (1, 2):
             raise ConfigError(f"rollout.sleep_level: must be 1 or 2, got {sleep_level}")
+        check_llm_kwargs(llm_kwargs or {})
         vllm = _import_vllm()
         self._sampling_params_cls = vllm.SamplingParams
         self.tokenizer = tokenizer

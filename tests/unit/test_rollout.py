@@ -190,3 +190,66 @@ def test_each_batch_gets_a_cache_sized_to_itself(tokenizer, toy_prompts) -> None
     )
     width = max(len(g.prompt_ids) for g in after_long)
     assert sizes[1] == width + 12 < sizes[0]
+
+
+def test_generation_config_processors_are_off(tokenizer, toy_prompts) -> None:
+    """A model whose generation_config sets repetition_penalty, suppress_tokens, min_new_tokens and
+    no_repeat_ngram_size samples exactly as the plain model, and its recorded self-certainty (finite:
+    no -inf from a suppressed token) equals the scoring pass's on the raw logits."""
+    from pipeline.models import tiny_random_model
+
+    plain, altered = tiny_random_model(seed=3), tiny_random_model(seed=3)
+    sampling = SamplingConfig(temperature=0.9, max_new_tokens=10)
+    runs = {}
+    for name, model in (("plain", plain), ("altered", altered)):
+        if name == "altered":
+            gc = model.generation_config
+            gc.repetition_penalty, gc.no_repeat_ngram_size, gc.min_new_tokens = 1.05, 2, 6
+            gc.suppress_tokens = list(range(40, 120))  # common byte tokens of the tiny tokenizer
+        engine = HFRolloutEngine(model, tokenizer, show_progress=False, record_token_scores=True)
+        runs[name] = engine.generate(toy_prompts[:3], 3, sampling, seed=2)
+    assert altered.generation_config.repetition_penalty == 1.05  # the model's own config is kept
+    for a, b in zip(runs["plain"], runs["altered"], strict=True):
+        assert torch.equal(a.completion_ids, b.completion_ids)
+    batch = collate_groups(runs["altered"], tokenizer.pad_token_id)
+    s = score_completions(
+        altered, batch.input_ids, batch.attention_mask, batch.prompt_length, batch.completion_mask
+    )
+    recorded = recorded_scores(batch)
+    assert recorded is not None and torch.isfinite(recorded.self_certainty).all()
+    torch.testing.assert_close(recorded.self_certainty, s.self_certainty, rtol=1e-4, atol=1e-6)
+    # the sampled tokens include ones the config would have suppressed: its processors never ran
+    assert ((batch.completion_ids >= 40) & (batch.completion_ids < 120)).any()
+
+
+def test_greedy_evaluation_ignores_generation_config(tokenizer, toy_prompts) -> None:
+    from pipeline.models import tiny_random_model
+
+    plain, altered = tiny_random_model(seed=4), tiny_random_model(seed=4)
+    altered.generation_config.repetition_penalty = 1.3
+    altered.generation_config.bad_words_ids = [[50], [60]]
+    greedy = SamplingConfig(temperature=0.0, max_new_tokens=12)
+    out = [
+        HFRolloutEngine(m, tokenizer, show_progress=False, record_certainty=True).generate(
+            toy_prompts[:2], 1, greedy, seed=0
+        )
+        for m in (plain, altered)
+    ]
+    for a, b in zip(*out, strict=True):
+        assert torch.equal(a.completion_ids, b.completion_ids)
+        torch.testing.assert_close(a.self_certainty, b.self_certainty)
+
+
+def test_altering_generation_fields_are_named() -> None:
+    from transformers import GenerationConfig
+
+    from pipeline.rollout.hf import altering_generation_fields
+
+    assert altering_generation_fields(GenerationConfig(eos_token_id=2, pad_token_id=2)) == {}
+    gc = GenerationConfig(repetition_penalty=1.05, suppress_tokens=[3], top_k=20, min_new_tokens=1)
+    assert altering_generation_fields(gc) == {
+        "repetition_penalty": 1.05,
+        "suppress_tokens": [3],
+        "top_k": 20,
+        "min_new_tokens": 1,
+    }

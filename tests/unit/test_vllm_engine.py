@@ -36,6 +36,8 @@ from pipeline.rollout.vllm import (
 LAUNCHER_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 # Fields of vllm.SamplingParams this engine sets (all exist in vllm 0.8 - 0.33).
 SP_FIELDS = {"n", "temperature", "top_p", "top_k", "max_tokens", "seed", "stop", "stop_token_ids"}
+SP_FIELDS |= {"min_p", "repetition_penalty", "presence_penalty", "frequency_penalty", "min_tokens"}
+OFF = {"min_p": 0.0, "repetition_penalty": 1.0, "presence_penalty": 0.0, "frequency_penalty": 0.0}
 
 
 def assert_groups_equal(a, b) -> None:
@@ -69,6 +71,8 @@ def test_greedy_sampling_params() -> None:
             "seed": None,
             "stop": ["Q:"],
             "stop_token_ids": [2, 7],
+            "min_tokens": 0,
+            **OFF,
         }
 
 
@@ -76,6 +80,8 @@ def test_sampled_params_and_per_request_seeds() -> None:
     sampling = SamplingConfig(temperature=0.9, top_p=0.95, max_new_tokens=5)
     kw = sampling_params_kwargs(sampling, 11, 0, 0)
     assert (kw["temperature"], kw["top_p"], kw["top_k"], kw["max_tokens"]) == (0.9, 0.95, -1, 5)
+    # nothing but temperature and top-p shapes the distribution (penalties, min_p, min_tokens off)
+    assert {k: kw[k] for k in OFF} == OFF and kw["min_tokens"] == 0
     assert kw["stop"] == [] and kw["stop"] is not sampling.stop and kw["stop_token_ids"] == []
     seeds = {(i, j): sampling_params_kwargs(sampling, 11, i, j)["seed"] for i in range(16) for j in range(8)}
     assert len(set(seeds.values())) == len(seeds)  # distinct per (prompt, sample)
@@ -407,3 +413,10 @@ def test_factory_builds_vllm_from_the_config(fake_vllm, tiny_model, tokenizer, t
     cfg.rollout.max_model_len = 512
     make_engine(cfg, tiny_model, tokenizer, show_progress=False)
     assert FakeLLM.instances[-1].kwargs["max_model_len"] == 512
+
+
+@pytest.mark.parametrize("key", ["generation_config", "override_generation_config", "logits_processors"])
+def test_llm_kwargs_cannot_alter_sampling(fake_vllm, tokenizer, key: str) -> None:
+    """generation_config='auto' would bring a model's repetition_penalty etc. back as defaults."""
+    with pytest.raises(ConfigError, match=rf"rollout.llm_kwargs.{key}: not allowed"):
+        VLLMRolloutEngine("m", tokenizer, llm_kwargs={key: "auto"})
