@@ -126,8 +126,9 @@ class AlgorithmConfig:
     clip_eps_low: float = 0.2
     # Upper clip range of the importance ratio (1 + eps_high).
     clip_eps_high: float = 0.2
-    # Loss aggregation: grpo (per-sequence mean), bnpo (token mean over batch), dr_grpo (/ N*C_max).
-    loss_aggregation: Literal["grpo", "bnpo", "dr_grpo"] = "bnpo"
+    # Loss aggregation, as TRL: grpo (sequence means), bnpo (token mean per micro-batch), dapo (token
+    # mean of the whole step), dr_grpo (token sum / rows x max_new_tokens); see pipeline/rl/loss.py.
+    loss_aggregation: Literal["grpo", "bnpo", "dapo", "dr_grpo"] = "bnpo"
     # Divide centred group rewards by their std (False = Dr. GRPO).
     scale_rewards: bool = True
     # Added to the group std before dividing (paper code: 1e-4).
@@ -143,6 +144,15 @@ class AlgorithmConfig:
     sc_temperature_scaled: bool = False
     # Compute token log-probs from logits / temperature (the distribution actually sampled from).
     logprob_temperature_scaled: bool = True
+
+    def certainty_temperature(self) -> float:
+        """What logits are divided by before self-certainty and entropy (1 = raw logits): one answer
+        for the rollout recorder and the scoring pass."""
+        return self.temperature if self.sc_temperature_scaled and self.temperature > 0 else 1.0
+
+    def logprob_temperature(self) -> float:
+        """What logits are divided by before token log-probs (1 = raw logits)."""
+        return self.temperature if self.logprob_temperature_scaled and self.temperature > 0 else 1.0
 
 
 @dataclass

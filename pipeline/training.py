@@ -11,7 +11,6 @@ from pipeline.models import load_model_and_tokenizer
 from pipeline.rewards.registry import REWARDS
 from pipeline.rl.distributed import Distributed
 from pipeline.rl.trainer import Trainer, TrainResult
-from pipeline.rollout.factory import make_engine
 from pipeline.tracking import NullTracker, make_tracker
 from pipeline.types import Prompt
 
@@ -62,18 +61,8 @@ def run_training(
     with tracker.run(f"train-{cfg.method.name}", tags=run_tags, parent_run_id=parent_run_id) as run_id:
         tracker.log_params(to_dict(cfg))
         tracker.log_dict(to_dict(cfg), "config.yaml")
-        # The engine before the trainer: a colocated vLLM sleeps right after it starts, so the reference
-        # model and the optimizer state get that GPU memory.
-        engine = make_engine(cfg, policy, tokenizer, show_progress=show_progress, synced=dist.zero_stage == 3)
         trainer = Trainer(
-            cfg,
-            policy,
-            tokenizer,
-            prompts,
-            engine=engine,
-            tracker=tracker,
-            show_progress=show_progress,
-            dist=dist,
+            cfg, policy, tokenizer, prompts, tracker=tracker, show_progress=show_progress, dist=dist
         )
         result = trainer.train(stop_after)
     result.run_id = run_id

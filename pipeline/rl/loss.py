@@ -1,11 +1,16 @@
-"""The GRPO objective: clipped surrogate + k3 KL to the reference, with three aggregations.
+"""The GRPO objective: clipped surrogate + k3 KL to the reference, with TRL's four aggregations.
 
-Aggregation is expressed as per-token weights computed once over the WHOLE step batch, so that the
-sum over micro-batches of sum(per_token_loss * weight) is exactly the full-batch loss: gradient
-accumulation changes nothing.
-- grpo:    mean over each sequence's tokens, then mean over sequences  -> w = 1 / (|o_i| * N)
-- bnpo:    mean over all tokens of the batch (the paper code's default) -> w = 1 / sum_i |o_i|
-- dr_grpo: sum over tokens / (N * C_max), C_max = max_new_tokens       -> w = 1 / (N * C_max)
+Aggregation is expressed as per-token weights computed once for the WHOLE step, so that the sum over
+micro-batches (and processes) of sum(per_token_loss * weight) is exactly what TRL's GRPOTrainer
+(`_compute_loss`, trl 1.16) backpropagates for the same micro-batches: each micro-batch's loss
+divided by the gradient-accumulation count K (micro-batches per process and optimizer step), and the
+processes' gradients averaged by DDP over W processes. With n_m rows and T_m tokens in micro-batch m:
+- grpo:    mean over each sequence's tokens, then over the micro-batch's rows -> w = 1 / (|o_i| n_m K W)
+- bnpo:    token mean of the micro-batch (the official INTUITOR code)         -> w = 1 / (T_m K W)
+- dr_grpo: token sum / (n_m C_max), C_max = max_new_tokens                    -> w = 1 / (n_m C_max K W)
+- dapo:    token mean of the whole step, all processes (TRL's num_items_in_batch) -> w = 1 / T_step
+So bnpo, grpo and dr_grpo depend on how the step is cut into micro-batches (as in TRL: a micro-batch of
+short completions weighs its tokens more under bnpo); dapo does not.
 """
 
 from __future__ import annotations
@@ -14,32 +19,47 @@ from dataclasses import dataclass
 
 import torch
 
+AGGREGATIONS = ("grpo", "bnpo", "dapo", "dr_grpo")
+
 
 def token_weights(
     completion_mask: torch.Tensor,
     aggregation: str,
     max_completion_length: int | None = None,
     *,
-    total_sequences: int | None = None,
+    micro_batches: list[slice] | None = None,
+    processes: int = 1,
     total_tokens: float | None = None,
 ) -> torch.Tensor:
-    """[N, C] weights that turn per-token losses into the batch loss (0 on masked-out tokens).
+    """[N, C] weights that turn per-token losses into the step loss (0 on masked-out tokens).
 
-    `total_sequences` / `total_tokens` are the whole step's counts when this mask is one process's
-    shard of it (default: this mask's own), so the shards' losses sum to the full-batch loss.
+    `completion_mask` [N, C] is this process's share of the step, cut into `micro_batches` (row
+    slices covering it in order; default: one micro-batch). `processes` is the number of training
+    processes (each with as many micro-batches as this one) and `total_tokens` the whole step's
+    completion tokens over all of them (dapo; default: this mask's own).
     """
+    if aggregation not in AGGREGATIONS:
+        raise ValueError(f"unknown loss aggregation {aggregation!r}; expected one of {list(AGGREGATIONS)}")
     mask = completion_mask.double()
-    n = mask.shape[0] if total_sequences is None else total_sequences
-    if aggregation == "grpo":
-        w = mask / (mask.sum(-1, keepdim=True).clamp(min=1) * n)
-    elif aggregation == "bnpo":
-        tokens = mask.sum() if total_tokens is None else torch.tensor(float(total_tokens))
-        w = mask / tokens.clamp(min=1)
-    elif aggregation == "dr_grpo":
-        c_max = max_completion_length if max_completion_length is not None else mask.shape[1]
-        w = mask / (n * c_max)
-    else:
-        raise ValueError(f"unknown loss aggregation {aggregation!r}; expected grpo, bnpo or dr_grpo")
+    if aggregation == "dapo":
+        tokens = float(mask.sum()) if total_tokens is None else float(total_tokens)
+        return (mask / max(tokens, 1.0)).float()
+    slices = micro_batches if micro_batches is not None else [slice(0, mask.shape[0])]
+    covered = [i for rows in slices for i in range(mask.shape[0])[rows]]
+    if covered != list(range(mask.shape[0])):
+        raise ValueError(f"micro-batches {slices} do not cover the {mask.shape[0]} rows once, in order")
+    # Each micro-batch's loss is divided by K (accumulation) and W (DDP's mean over processes).
+    scale = len(slices) * processes
+    c_max = max_completion_length if max_completion_length is not None else mask.shape[1]
+    w = torch.zeros_like(mask)
+    for rows in slices:
+        m = mask[rows]  # [n_m, C]
+        if aggregation == "grpo":
+            w[rows] = m / (m.sum(-1, keepdim=True).clamp(min=1) * m.shape[0] * scale)
+        elif aggregation == "bnpo":
+            w[rows] = m / (m.sum().clamp(min=1) * scale)
+        else:  # dr_grpo
+            w[rows] = m / (m.shape[0] * c_max * scale)
     return w.float()
 
 

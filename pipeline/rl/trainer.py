@@ -40,7 +40,7 @@ from pipeline.rl.metrics import completion_rows, sequence_statistics, summarize_
 from pipeline.rl.metrics_log import append_metrics, restore_metrics_log
 from pipeline.rl.scoring import CompletionScorer
 from pipeline.rollout.base import RolloutEngine
-from pipeline.rollout.hf import HFRolloutEngine
+from pipeline.rollout.factory import make_engine
 from pipeline.tracking import NullTracker, Tracker
 from pipeline.types import Prompt, ScoredBatch, TokenScores
 
@@ -72,7 +72,6 @@ class Trainer:
         tokenizer: PreTrainedTokenizerBase,
         prompts: list[Prompt],
         *,
-        engine: RolloutEngine | None = None,
         reference: PreTrainedModel | None = None,
         tracker: Tracker | None = None,
         show_progress: bool = True,
@@ -86,18 +85,10 @@ class Trainer:
         if cfg.trainer.gradient_checkpointing:
             enable_gradient_checkpointing(policy)
         self.tokenizer = tokenizer
-        # ZeRO-3: every generate step is a collective, so all processes step until all are done.
-        synced = self.dist.zero_stage == 3
-        # One iteration: the old log-probs are the gradient pass's own (detached), so the only thing
-        # the policy's no-grad pass would add is self-certainty and entropy, which generate's logits
-        # already hold: recorded there, the pass is skipped.
-        self.engine = engine or HFRolloutEngine(
-            policy,
-            tokenizer,
-            show_progress=show_progress,
-            synced=synced,
-            record_token_scores=alg.num_iterations == 1,
-            certainty_temperature=self._temperature(alg.sc_temperature_scaled),
+        # First: a colocated vLLM sleeps right after it starts, so the reference model and the optimizer
+        # state get that GPU memory. ZeRO-3: every generate step is a collective (synced).
+        self.engine: RolloutEngine = make_engine(
+            cfg, policy, tokenizer, show_progress=show_progress, synced=self.dist.zero_stage == 3
         )
         self.tracker = tracker or NullTracker()
         self.show_progress = show_progress
@@ -303,8 +294,8 @@ class Trainer:
                 mask,
                 batch.prompt_length,
                 chunk_tokens=alg.scoring_chunk_tokens,
-                logprob_temperature=self._temperature(alg.logprob_temperature_scaled),
-                certainty_temperature=self._temperature(alg.sc_temperature_scaled),
+                logprob_temperature=alg.logprob_temperature(),
+                certainty_temperature=alg.certainty_temperature(),
                 # the gradient pass only needs log-probs: certainty is a reward, read from the no-grad pass
                 with_certainty=not with_grad,
                 with_grad=with_grad,
@@ -333,23 +324,20 @@ class Trainer:
             if offload:
                 self.reference.to("cpu")
 
-    def _temperature(self, scaled: bool) -> float:
-        t = self.cfg.algorithm.temperature
-        return t if scaled and t > 0 else 1.0
-
     def _update(
         self, batch: ScoredBatch, advantages: torch.Tensor, slices: list[slice], step: int
     ) -> dict[str, float]:
         """num_iterations optimizer steps over the batch, with gradient accumulation over micro-batches."""
         alg, dist = self.cfg.algorithm, self.dist
         mask = batch.completion_mask
-        # The whole step's counts (all processes), so the shards' losses sum to the batch loss.
-        n_all, tokens_all = dist.sum(torch.tensor([mask.shape[0], float(mask.sum())], dtype=torch.float64))
+        # The whole step's token count (all processes): dapo's denominator.
+        tokens_all = dist.sum(torch.tensor([float(mask.sum())], dtype=torch.float64))
         weights = token_weights(
             mask,
             alg.loss_aggregation,
             alg.max_new_tokens,
-            total_sequences=int(n_all),
+            micro_batches=slices,
+            processes=dist.world_size,
             total_tokens=float(tokens_all),
         )
         assert batch.policy is not None

@@ -27,10 +27,23 @@ def make_engine(
     synced: bool = False,
 ) -> RolloutEngine:
     """The engine that samples `policy`'s rollouts: HF generate on the policy itself, or a colocated
-    vLLM (imported only here) that follows the policy's weights."""
+    vLLM (imported only here) that follows the policy's weights. The only place a training run's
+    engine is built (the Trainer calls it; the train stage, the Hydra app, the benches and the tests
+    all go through the Trainer)."""
     engine = cfg.rollout.engine
+    alg = cfg.algorithm
     if engine == "hf":
-        return HFRolloutEngine(policy, tokenizer, show_progress=show_progress, synced=synced)
+        return HFRolloutEngine(
+            policy,
+            tokenizer,
+            show_progress=show_progress,
+            synced=synced,
+            # One iteration: the old log-probs are the gradient pass's own (detached), so the only
+            # thing the policy's no-grad pass would add is self-certainty and entropy, which
+            # generate's logits already hold: recorded there, the pass is skipped.
+            record_token_scores=alg.num_iterations == 1,
+            certainty_temperature=alg.certainty_temperature(),
+        )
     if engine == "vllm":
         from pipeline.rollout.vllm import VLLMRolloutEngine
 

@@ -53,7 +53,8 @@ def _set(section: str, key: str, value):
         (_set("algorithm", "lr", "fast"), "algorithm.lr: expected a number, got 'fast'"),
         (
             _set("algorithm", "loss_aggregation", "sum"),
-            "algorithm.loss_aggregation: 'sum' is not allowed; allowed values: ['grpo', 'bnpo', 'dr_grpo']",
+            "algorithm.loss_aggregation: 'sum' is not allowed; "
+            "allowed values: ['grpo', 'bnpo', 'dapo', 'dr_grpo']",
         ),
         (
             _set("algorithm", "group_size", 0),

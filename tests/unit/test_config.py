@@ -31,7 +31,7 @@ def test_nested_values_are_typed() -> None:
         ({"algorithm": {"stepz": 3}}, "algorithm.stepz: unknown key"),
         ({"algorithm": {"steps": "3"}}, "algorithm.steps: expected an integer"),
         ({"algorithm": {"steps": True}}, "algorithm.steps: expected an integer"),
-        ({"algorithm": {"loss_aggregation": "sum"}}, "allowed values: ['grpo', 'bnpo', 'dr_grpo']"),
+        ({"algorithm": {"loss_aggregation": "sum"}}, "allowed values: ['grpo', 'bnpo', 'dapo', 'dr_grpo']"),
         ({"algorithm": {"adam_betas": [0.9]}}, "algorithm.adam_betas: expected a list of 2"),
         ({"method": {"rewards": [{"weight": 1.0}]}}, "method.rewards[0].name: required key is missing"),
         ({"method": {"rewards": [{"name": "gold", "source": "oracle"}]}}, "method.rewards[0].source"),
