@@ -58,6 +58,77 @@ def test_paper_settings_match_design(tmp_path) -> None:
     check_strategy(Path(big.trainer.accelerate_config))
 
 
+PAPER_EXPERIMENTS = sorted(e for e in EXPERIMENTS if e.startswith("paper_"))
+
+# The official recipe of each size (docs/paper.md gives each value's source): G, prompts per step,
+# steps (one epoch of MATH train's 7,500 problems in whole steps), peak lr, KL beta.
+OFFICIAL_RECIPES = {
+    "paper_qwen2_5_1_5b": (7, 128, 58, 3e-6, 0.005),
+    "paper_qwen2_5_3b": (7, 128, 58, 3e-6, 0.005),
+    "paper_qwen2_5_7b": (14, 64, 117, 1e-6, 0.01),
+}
+
+# The 7B runs' own system prompt (official verl-intuitor math_dataset.py, Qwen2.5-7B branch).
+QWEN_7B_SYSTEM_PROMPT = (
+    "You are a helpful AI Assistant, designed to provided well-reasoned and detailed responses. "
+    "Please provide a step-by-step solution to the following problem."
+)
+
+
+def test_the_7b_paper_experiment_has_its_own_recipe_and_system_prompt(tmp_path) -> None:
+    big = load_params(compose_params(tmp_path / "p.yaml", ["experiment=paper_qwen2_5_7b"]))
+    small = load_params(compose_params(tmp_path / "q.yaml", ["experiment=paper_qwen2_5_3b"]))
+    a = big.algorithm
+    assert (a.group_size, a.prompts_per_step, a.steps, a.lr, a.beta) == (14, 64, 117, 1e-6, 0.01)
+    assert (a.max_new_tokens, a.max_prompt_tokens, a.warmup_ratio, a.num_iterations) == (3072, 512, 0.1, 1)
+    assert big.model.name_or_path == "Qwen/Qwen2.5-7B"
+    assert big.model.system_prompt == QWEN_7B_SYSTEM_PROMPT != small.model.system_prompt
+
+
+@pytest.mark.parametrize("experiment", PAPER_EXPERIMENTS)
+def test_paper_experiments_follow_the_official_recipe_of_their_size(tmp_path, experiment: str) -> None:
+    assert experiment in OFFICIAL_RECIPES, "a new paper_* experiment needs its official recipe here"
+    cfg = load_params(compose_params(tmp_path / "p.yaml", [f"experiment={experiment}"]))
+    a = cfg.algorithm
+    assert (a.group_size, a.prompts_per_step, a.steps, a.lr, a.beta) == OFFICIAL_RECIPES[experiment]
+    assert a.steps == 7500 // a.prompts_per_step  # one epoch; the last incomplete step is dropped, as TRL
+    # The loss the official code ran: TRL's bnpo (token mean per micro-batch) over micro-batches of its
+    # per_device_train_batch_size 4 rows, by row count only: 224 of them per step (7 processes x 32).
+    assert (a.loss_aggregation, a.micro_batch_size, a.micro_batch_tokens) == ("bnpo", 4, 0)
+    assert a.prompts_per_step * a.group_size == 224 * a.micro_batch_size
+    assert a.prompts_per_step % cfg.trainer.processes == 0
+
+
+@pytest.mark.parametrize("experiment", PAPER_EXPERIMENTS)
+def test_paper_experiments_evaluate_with_the_training_completion_budget(tmp_path, experiment: str) -> None:
+    cfg = load_params(compose_params(tmp_path / "p.yaml", [f"experiment={experiment}"]))
+    budget = cfg.algorithm.max_new_tokens
+    for name in ("gsm8k", "math500"):
+        assert cfg.benchmarks[name].max_new_tokens >= budget, name
+    # Every chat-format benchmark gets the training budget; MMLU-Pro its official script's 2,048.
+    assert {name: b.max_new_tokens for name, b in cfg.benchmarks.items()} == {
+        "gsm8k": budget,
+        "math500": budget,
+        "livecodebench": budget,
+        "cruxeval": budget,
+        "alpaca_eval": budget,
+        "mmlu_pro": 2048,
+    }
+
+
+def test_the_paper_settings_are_documented_and_linked_from_the_readme() -> None:
+    doc = ROOT / "docs" / "paper.md"
+    assert doc.is_file()
+    assert "(docs/paper.md)" in (ROOT / "README.md").read_text()
+    text = doc.read_text()
+    assert len(PAPER_EXPERIMENTS) == 3
+    for experiment in PAPER_EXPERIMENTS:
+        assert experiment in text, experiment
+    # The deliberate departures it must explain.
+    for departure in ("float64", "last-`\\boxed{}`", "First-token alignment", "sc_temperature_scaled"):
+        assert departure in text, departure
+
+
 def _undocumented_keys(path: Path) -> list[str]:
     """Leaf keys (`key: value`) whose previous non-blank line is not a comment.
 
