@@ -1,7 +1,8 @@
 """Running a code benchmark's programs in the sandbox, and bounded summaries of the outcomes.
 
 Every program of a grading call goes to the sandbox in one parallel batch (one process per program, so
-one item's crash, hang or stray global state never touches another's verdict).
+one item's crash, hang or stray global state never touches another's verdict). The graders wrap each
+program in the check harness (`check_harness.py`), which decides whether its checks ran to the end.
 """
 
 from __future__ import annotations
@@ -14,11 +15,6 @@ from pipeline.eval.sandbox import ExecResult, SandboxLimits, run_python_many
 
 # Characters of stderr / output kept per run in Verdict.detail (samples.jsonl stays small).
 DETAIL_CHARS = 300
-
-# First statement of programs that the reference harnesses exec() as a module rather than run as a
-# script (human-eval, LiveCodeBench's call-based tests): their `if __name__ == "__main__":` demo blocks
-# (often reading input()) then do not run, as in the reference.
-NOT_MAIN = '__name__ = "solution"\n'
 
 
 def run_programs(jobs: Sequence[tuple[str, str]], bench: BenchmarkConfig, desc: str) -> list[ExecResult]:

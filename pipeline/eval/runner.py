@@ -231,6 +231,11 @@ def score(
         length_mean=sum(r["length"] for r in records) / m,
         clipped_ratio=sum(r["clipped"] for r in records) / m,
     )
+    # Graders that classify each completion (the code graders: ok, wrong_answer, not_literal, timeout, ...)
+    # put it in detail["status"]: counted here, so e.g. CRUXEval's non-literal predictions show in metrics.
+    statuses = Counter(str(r["detail"]["status"]) for r in records if "status" in (r.get("detail") or {}))
+    if statuses:
+        metrics["status_counts"] = dict(sorted(statuses.items()))
     return metrics
 
 

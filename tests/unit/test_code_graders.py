@@ -144,9 +144,9 @@ CRUX_ITEMS = {
 CRUX_CASES: list[Case] = [
     ("string_single_quotes", "So \\boxed{'x9ja'}", True, "boxed", "ok"),
     ("string_double_quotes", 'So \\boxed{"x9ja"}', True, "boxed", "ok"),
-    ("string_wrong", "So \\boxed{'x9j'}", False, "boxed", "error"),
+    ("string_wrong", "So \\boxed{'x9j'}", False, "boxed", "wrong_answer"),
     ("list_literal", "The list is \\boxed{[0, 1, 2]}.", True, "boxed", "ok"),
-    ("list_wrong", "\\boxed{[0, 1, 2, 3]}", False, "boxed", "error"),
+    ("list_wrong", "\\boxed{[0, 1, 2, 3]}", False, "boxed", "wrong_answer"),
     ("dict_nested_braces", "\\boxed{{'a': 1, 'b': {'c': 2}}}", True, "boxed", "ok"),
     ("dict_key_order_free", "\\boxed{{'b': {'c': 2}, 'a': 1}}", True, "boxed", "ok"),
     ("tuple_without_parens", "\\boxed{2, 'AB'}", True, "boxed", "ok"),
@@ -157,8 +157,8 @@ CRUX_CASES: list[Case] = [
     ("assert_line_fallback", "Running it:\nassert f(17) == 18\nso that is it.", True, "assert", "ok"),
     ("missing_box", "The output is 18.", False, "none", "no_prediction"),
     ("calls_f", "\\boxed{f(17)}", False, "boxed", "calls_f"),
-    ("or_true_trick", "\\boxed{1 or True}", False, "boxed", "error"),
-    ("not_python", "\\boxed{eighteen please}", False, "boxed", "error"),
+    ("or_true_trick", "\\boxed{1 or True}", False, "boxed", "not_literal"),
+    ("not_python", "\\boxed{eighteen please}", False, "boxed", "not_literal"),
 ]
 CRUX_ITEM_OF = {
     "list_literal": "list",

@@ -1,4 +1,4 @@
-"""CRUXEval-O: the predicted output is correct iff `assert f(<input>) == <prediction>` passes in the sandbox.
+"""CRUXEval-O: the predicted output is correct iff it is a literal equal to `f(<input>)` run in the sandbox.
 
 The prediction is read from the completion in this order (the order is recorded in Verdict.source):
 1. "boxed": the last `\\boxed{...}` (the paper's system prompt asks for a box), via the math grader's
@@ -8,22 +8,27 @@ The prediction is read from the completion in this order (the order is recorded 
 A prediction written as a whole assertion (`assert f(1) == 2`) is reduced to its right-hand side, as
 CRUXEval's post-processing does.
 
-Execution follows CRUXEval's harness (the dataset's code, then one assertion, in a fresh process) with two
-guards the instruction ("a literal, no function calls") implies: a prediction that calls `f` is wrong
-without running (`f(x)` would otherwise trivially equal itself; CRUXEval rejects it the same way), and the
-prediction is parenthesised so that `1 or True` cannot turn the comparison into a different assertion.
+The prediction must be a Python literal (`ast.literal_eval`), as CRUXEval's outputs are: anything else is
+wrong without running (status `not_literal`; one that calls `f` is `calls_f`, as CRUXEval rejects it).
+`f(<input>)` is computed in the sandbox (the dataset's code, then the call, one fresh process per item)
+by the check harness (`pipeline/eval/check_harness.py`, mode `value`), which reports the result only if it
+is a plain builtin value; the parent compares it with the literal under Python `==`, as
+`assert f(<input>) == <prediction>` would on plain values. No part of the prediction ever runs, so it
+cannot exit early, print a fake report or return an always-equal object; a wrong literal is
+`wrong_answer`. Each distinct item runs once, however many predictions it has.
 """
 
 from __future__ import annotations
 
 import ast
 import re
+from typing import Any
 
 from pipeline.config import BenchmarkConfig, DataConfig
 from pipeline.data.cruxeval import load_cruxeval
 from pipeline.data.screen import RecordScreen
 from pipeline.eval.benchmarks import Benchmark
-from pipeline.eval.code_exec import run_programs, run_summary
+from pipeline.eval.check_harness import run_jobs, value_job
 from pipeline.eval.math_grader import extract_boxed
 from pipeline.eval.verdict import Verdict
 from pipeline.types import Prompt
@@ -80,36 +85,61 @@ def _calls_f(prediction: str) -> bool:
     """True if the prediction parses as an expression that calls `f` anywhere."""
     try:
         tree = ast.parse(prediction, mode="eval")
-    except SyntaxError:
-        return False  # left to the sandbox, which reports the syntax error
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
     return any(
         isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "f" for n in ast.walk(tree)
     )
 
 
-def build_program(code: str, input_: str, prediction: str) -> str:
-    """The dataset's function and the one assertion CRUXEval checks (prediction on its own lines)."""
-    return f"{code}\nassert f({input_}) == (\n{prediction}\n)\n"
+def parse_literal(prediction: str) -> tuple[bool, Any]:
+    """(True, value) if the prediction is a Python literal, else (False, None)."""
+    try:
+        return True, ast.literal_eval(prediction.strip())
+    except (SyntaxError, ValueError, TypeError, RecursionError, MemoryError):
+        return False, None  # ValueError also covers ints past the int-from-str digit limit
 
 
 def grade(prompts: list[Prompt], completions: list[str], bench: BenchmarkConfig) -> list[Verdict]:
-    """Execute each prediction's assertion in its own sandboxed process."""
+    """Compare each literal prediction with `f(input)` as computed once per item in the sandbox."""
     predictions = [extract_prediction(c) for c in completions]
-    runnable = [i for i, (pred, _) in enumerate(predictions) if pred is not None and not _calls_f(pred)]
-    jobs = [
-        (build_program(prompts[i].meta["code"], prompts[i].meta["input"], predictions[i][0] or ""), "")
-        for i in runnable
-    ]
-    results = dict(zip(runnable, run_programs(jobs, bench, desc="cruxeval"), strict=True))
+    literals: dict[int, Any] = {}
+    statuses: dict[int, str] = {}
+    for i, (pred, _) in enumerate(predictions):
+        if pred is None:
+            statuses[i] = "no_prediction"
+        elif _calls_f(pred):
+            statuses[i] = "calls_f"
+        elif (parsed := parse_literal(pred))[0]:
+            literals[i] = parsed[1]
+        else:
+            statuses[i] = "not_literal"
+    keys: dict[tuple[str, str], int] = {}
+    for i in literals:
+        keys.setdefault((prompts[i].meta["code"], prompts[i].meta["input"]), len(keys))
+    jobs = [value_job(code, f"f({input_})") for code, input_ in keys]
+    outcomes = run_jobs(jobs, bench, desc="cruxeval")
     verdicts = []
     for i, (pred, source) in enumerate(predictions):
-        if i in results:
-            r = results[i]
-            verdicts.append(Verdict(correct=r.ok, extracted=pred, source=source, detail=run_summary(r)))
-        else:
-            status = "no_prediction" if pred is None else "calls_f"
-            verdicts.append(Verdict(correct=False, extracted=pred, source=source, detail={"status": status}))
+        if i not in literals:
+            detail = {"status": statuses[i]}
+            verdicts.append(Verdict(correct=False, extracted=pred, source=source, detail=detail))
+            continue
+        o = outcomes[keys[(prompts[i].meta["code"], prompts[i].meta["input"])]]
+        detail = o.summary()
+        correct = o.ok and _equal(o.value, literals[i])
+        if o.ok and not correct:
+            detail["status"] = "wrong_answer"
+        verdicts.append(Verdict(correct=correct, extracted=pred, source=source, detail=detail))
     return verdicts
+
+
+def _equal(got: Any, predicted: Any) -> bool:
+    """`got == predicted` on plain values (Python semantics: 1 == 1.0, -0.0 == 0.0, nan != nan)."""
+    try:
+        return bool(got == predicted)
+    except RecursionError:
+        return False
 
 
 BENCHMARK = Benchmark(name="cruxeval", load=load, grade=grade, metric="accuracy")

