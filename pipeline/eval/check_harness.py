@@ -160,6 +160,15 @@ def read_outcome(job: HarnessJob, result: ExecResult) -> Outcome:
     return Outcome("ok", result, value=value)
 
 
+def plain_equal(got: Any, expected: Any) -> bool:
+    """`got == expected` on decoded plain values, in the parent (Python semantics: 1 == 1.0,
+    -0.0 == 0.0, nan != nan); a comparison too deep to finish is unequal."""
+    try:
+        return bool(got == expected)
+    except RecursionError:
+        return False
+
+
 def show(value: Any) -> str:
     """repr of a plain value for a verdict's detail, bounded (a huge int has no repr past 4300 digits)."""
     try:

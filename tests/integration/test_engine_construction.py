@@ -110,8 +110,9 @@ def test_recorded_self_certainty_honours_the_temperature_flag(
             )
         mask = group.completion_mask.bool()
         torch.testing.assert_close(recorded[mask].double(), certainty[mask].double(), rtol=1e-4, atol=1e-5)
-        raw = CompletionScorer(policy)
         with torch.no_grad():
-            _, at_one, _ = raw(ids, attn, group.completion_mask, prompt.shape[1], certainty_temperature=1.0)
+            _, at_one, _ = scorer(
+                ids, attn, group.completion_mask, prompt.shape[1], certainty_temperature=1.0
+            )
         # the flag matters: at T = 0.5 the scaled and raw certainties differ
         assert torch.allclose(recorded[mask].double(), at_one[mask].double(), atol=1e-3) != scaled

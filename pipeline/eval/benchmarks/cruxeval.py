@@ -28,7 +28,7 @@ from pipeline.config import BenchmarkConfig, DataConfig
 from pipeline.data.cruxeval import load_cruxeval
 from pipeline.data.screen import RecordScreen
 from pipeline.eval.benchmarks import Benchmark
-from pipeline.eval.check_harness import run_jobs, value_job
+from pipeline.eval.check_harness import plain_equal, run_jobs, value_job
 from pipeline.eval.math_grader import extract_boxed
 from pipeline.eval.verdict import Verdict
 from pipeline.types import Prompt
@@ -127,19 +127,11 @@ def grade(prompts: list[Prompt], completions: list[str], bench: BenchmarkConfig)
             continue
         o = outcomes[keys[(prompts[i].meta["code"], prompts[i].meta["input"])]]
         detail = o.summary()
-        correct = o.ok and _equal(o.value, literals[i])
+        correct = o.ok and plain_equal(o.value, literals[i])
         if o.ok and not correct:
             detail["status"] = "wrong_answer"
         verdicts.append(Verdict(correct=correct, extracted=pred, source=source, detail=detail))
     return verdicts
-
-
-def _equal(got: Any, predicted: Any) -> bool:
-    """`got == predicted` on plain values (Python semantics: 1 == 1.0, -0.0 == 0.0, nan != nan)."""
-    try:
-        return bool(got == predicted)
-    except RecursionError:
-        return False
 
 
 BENCHMARK = Benchmark(name="cruxeval", load=load, grade=grade, metric="accuracy")

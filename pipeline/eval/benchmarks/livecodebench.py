@@ -27,7 +27,7 @@ from pipeline.config import BenchmarkConfig, DataConfig
 from pipeline.data.livecodebench import load_livecodebench
 from pipeline.data.screen import RecordScreen
 from pipeline.eval.benchmarks import Benchmark
-from pipeline.eval.check_harness import HarnessJob, Outcome, call_job, run_jobs, script_job, show
+from pipeline.eval.check_harness import HarnessJob, Outcome, call_job, plain_equal, run_jobs, script_job, show
 from pipeline.eval.code_exec import clip
 from pipeline.eval.code_extraction import extract_code
 from pipeline.eval.verdict import Verdict
@@ -104,16 +104,9 @@ def _test_status(outcome: Outcome, test: dict[str, str]) -> dict[str, Any]:
             return {"status": "pass"}
         return {"status": "wrong_answer", "got": clip(outcome.result.stdout)}
     got = list(outcome.value) if isinstance(outcome.value, tuple) else outcome.value
-    if _equal(got, json.loads(test["output"])):
+    if plain_equal(got, json.loads(test["output"])):
         return {"status": "pass"}
     return {"status": "wrong_answer", "got": show(got)}
-
-
-def _equal(got: Any, expected: Any) -> bool:
-    try:
-        return bool(got == expected)
-    except RecursionError:
-        return False
 
 
 def grade(prompts: list[Prompt], completions: list[str], bench: BenchmarkConfig) -> list[Verdict]:
