@@ -28,7 +28,8 @@ class ModelConfig:
     revision: str | None = None
     # Where the embedded GGUF is dequantized to (a plain safetensors folder, written once).
     cache_dir: str = "models/base"
-    # Parameter dtype: float32 on CPU (bf16 has no CPU hardware support here), bfloat16 on GPU.
+    # Parameter (master weight) dtype. Keep float32 and let trainer.mixed_precision compute in bf16:
+    # bf16 weights would lose small AdamW updates.
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     # System prompt before every user message (the paper's); null keeps the tokenizer's default.
     system_prompt: str | None = PAPER_SYSTEM_PROMPT
@@ -177,8 +178,9 @@ class TrainerConfig:
     processes: int = 1
     # accelerate config for GPU launches (DDP / DeepSpeed / FSDP2), e.g. conf/accelerate/ddp.yaml.
     accelerate_config: str | None = None
-    # bf16 autocast around rollouts and scoring passes (weights and optimizer stay in model.dtype).
-    mixed_precision: Literal["no", "bf16"] = "no"
+    # bf16 autocast around rollouts and scoring passes (weights and optimizer stay in model.dtype);
+    # auto = bf16 where the device has bf16 matrix units (pipeline/precision.py), else no.
+    mixed_precision: Literal["auto", "no", "bf16"] = "auto"
     # Recompute decoder layers in backward (less activation memory, ~1 extra forward).
     gradient_checkpointing: bool = False
     # Keep the reference model on the CPU, moved to the device only for its scoring pass.

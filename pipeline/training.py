@@ -8,6 +8,7 @@ from pipeline.config import ConfigError, TrainConfig, to_dict
 from pipeline.data.jsonl import DataError
 from pipeline.data.registry import load_prompts
 from pipeline.models import load_model_and_tokenizer
+from pipeline.precision import with_resolved_precision
 from pipeline.rewards.registry import REWARDS
 from pipeline.rl.distributed import Distributed
 from pipeline.rl.trainer import Trainer, TrainResult
@@ -46,6 +47,8 @@ def run_training(
             )
     dist = Distributed.from_config(cfg)
     device = str(dist.device) if dist.device is not None else cfg.trainer.device
+    # Resolved before anything is logged: the run's params record the precision that ran (bf16 or no).
+    cfg = with_resolved_precision(cfg, device)
     # Main first: an embedded or builtin model is written to model.cache_dir on first use.
     with dist.main_first():
         policy, tokenizer = load_model_and_tokenizer(cfg.model, device)

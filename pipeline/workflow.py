@@ -33,6 +33,7 @@ from pipeline.eval.benchmarks import load_benchmark
 from pipeline.eval.partial import weights_digest
 from pipeline.eval.runner import evaluate_prompts, save_evaluation
 from pipeline.models import load_model_and_tokenizer, resolve_model_path, save_atomically
+from pipeline.precision import resolve_mixed_precision
 from pipeline.report import write_report
 from pipeline.rl.distributed import is_main_process
 from pipeline.tracking import invocation_name, make_tracker, parent_run_id
@@ -122,6 +123,8 @@ def train_method(
         "steps": len(result.history),
         "processes": result.processes,
         "strategy": result.strategy,
+        # what the passes ran in (trainer.mixed_precision, auto resolved on this machine)
+        "mixed_precision": result.mixed_precision,
         # > 0: this invocation continued a killed or stopped one from that checkpoint
         "resumed_from_step": result.resumed_from,
         "wall_s": time.perf_counter() - t0,
@@ -157,12 +160,16 @@ def evaluate_model(cfg: PipelineConfig, model: str, benchmark: str, invocation: 
     policy, tokenizer = load_model_and_tokenizer(mcfg, cfg.trainer.device)
     out_dir = Path("results/eval") / model / benchmark
     # Completed chunks survive a kill here, outside the stage's outputs (DVC deletes those before it
-    # reruns the stage); reused only by a run with the same weights, dtype, device, config and prompts.
+    # reruns the stage); reused only by a run with the same weights, dtype, device, precision, config
+    # and prompts.
     partial = Path("runs/eval") / model / benchmark / "samples.partial.jsonl"
+    # Generation runs in the training runs' precision (auto resolved on this machine).
+    precision = resolve_mixed_precision(cfg.trainer.mixed_precision, cfg.trainer.device)
     identity = {
         "weights": weights_digest(Path(resolve_model_path(mcfg))),
         "dtype": mcfg.dtype,
         "device": cfg.trainer.device,
+        "mixed_precision": precision,
     }
     records, metrics = evaluate_prompts(
         policy,
@@ -173,6 +180,7 @@ def evaluate_model(cfg: PipelineConfig, model: str, benchmark: str, invocation: 
         model_name=model,
         partial=partial,
         model_fingerprint=identity,
+        precision=precision,
     )
     metrics["model"] = model
     tracker = make_tracker(cfg.tracking)

@@ -30,6 +30,7 @@ from pipeline.eval.partial import PartialSamples, fingerprint
 from pipeline.eval.stats import mean_interval, pass_at_k, wilson_interval
 from pipeline.eval.verdict import Verdict
 from pipeline.faults import fault_point
+from pipeline.precision import autocast
 from pipeline.rollout.hf import HFRolloutEngine
 from pipeline.types import Prompt, RolloutGroup
 
@@ -63,6 +64,7 @@ def evaluate_prompts(
     model_name: str = "model",
     partial: Path | None = None,
     model_fingerprint: Mapping[str, Any] | None = None,
+    precision: str = "no",
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """(per-completion records, metrics). `out_dir` receives benchmark-level files (a judge's outputs).
 
@@ -71,6 +73,7 @@ def evaluate_prompts(
     `model_fingerprint` (weights digest, dtype, device) are taken from it instead of generated again;
     the caller deletes it once the results are saved. The output does not depend on where a run was
     killed: chunks are whole generate batches at their one-shot seeds.
+    `precision` (no or bf16, resolved) is the autocast generation runs under, as in training.
     """
     if not prompts:
         raise ValueError(f"benchmark {bench.name!r} has no items to evaluate")
@@ -107,9 +110,10 @@ def evaluate_prompts(
             if got is None:
                 t1 = time.perf_counter()
                 # first_prompt = the chunk's offset in the sorted order: the one-shot run's seeds.
-                groups = engine.generate(
-                    [prompts[i] for i in chunk], bench.n_samples, sampling_for(bench), bench.seed, c * k
-                )
+                with autocast(precision, next(model.parameters()).device.type):
+                    groups = engine.generate(
+                        [prompts[i] for i in chunk], bench.n_samples, sampling_for(bench), bench.seed, c * k
+                    )
                 t2 = time.perf_counter()
                 flat = [(g.prompt, t) for g in groups for t in g.texts]
                 verdicts = spec.grade([p for p, _ in flat], [t for _, t in flat], bench)
@@ -127,7 +131,7 @@ def evaluate_prompts(
             store.close()
     records = [r for rs in by_item for r in rs]
     metrics = score(spec, bench, prompts, records)
-    metrics.update(generate_s=generate_s, grade_s=grade_s, resumed_items=resumed)
+    metrics.update(generate_s=generate_s, grade_s=grade_s, resumed_items=resumed, mixed_precision=precision)
     if spec.summarize is not None:
         # Benchmark-level scoring that no single completion carries (AlpacaEval's judged win rate): it
         # replaces the per-item headline, which for such a benchmark would be a meaningless 0.

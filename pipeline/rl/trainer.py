@@ -22,6 +22,7 @@ from pipeline.config import TrainConfig
 from pipeline.data.sampler import PromptSampler
 from pipeline.faults import fault_point
 from pipeline.models import enable_gradient_checkpointing, policy_state, save_atomically
+from pipeline.precision import autocast, with_resolved_precision
 from pipeline.rewards.gold import answer_rate, gold_correctness
 from pipeline.rewards.registry import combine, needs_reference
 from pipeline.rl.advantages import group_advantages
@@ -62,6 +63,8 @@ class TrainResult:
     strategy: str = "single"
     # Tracking run that logged it (None without a tracker).
     run_id: str | None = None
+    # The precision the passes ran in (trainer.mixed_precision with auto resolved): no or bf16.
+    mixed_precision: str = "no"
 
 
 class Trainer:
@@ -77,6 +80,8 @@ class Trainer:
         show_progress: bool = True,
         dist: Distributed | None = None,
     ) -> None:
+        # `auto` precision resolved for the policy's device: what runs is what the config says.
+        cfg = with_resolved_precision(cfg, next(policy.parameters()).device)
         alg = cfg.algorithm
         self.cfg = cfg
         self.dist = dist or Distributed()
@@ -183,6 +188,7 @@ class Trainer:
             resumed_from=start,
             processes=dist.world_size,
             strategy=dist.strategy,
+            mixed_precision=cfg.trainer.mixed_precision,
         )
 
     def _save_final(self) -> Path:
@@ -196,10 +202,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ one step
     def _autocast(self) -> contextlib.AbstractContextManager:
-        """bf16 autocast around rollouts and scoring passes when trainer.mixed_precision=bf16."""
-        if self.cfg.trainer.mixed_precision != "bf16":
-            return contextlib.nullcontext()
-        return torch.autocast(self._device().type, dtype=torch.bfloat16)
+        """bf16 autocast around rollouts and scoring passes when trainer.mixed_precision is bf16."""
+        return autocast(self.cfg.trainer.mixed_precision, self._device().type)
 
     def _device(self) -> torch.device:
         return next(self.policy.parameters()).device

@@ -60,6 +60,9 @@ def _cfg(
             accelerate_config=accelerate_config,
             checkpoint_every=1,
             threads=1,
+            # fp32: 1 and 2 processes cut micro-batches differently, and bf16 rounds each cut's matmuls
+            # differently (2e-4 of the weights, measured): the test is about the distribution's math.
+            mixed_precision="no",
         ),
         tracking=TrackingConfig(backend="null"),
     )

@@ -15,29 +15,45 @@ from pipeline.rl.trainer import Trainer
 pytestmark = pytest.mark.integration
 
 
-def _cfg(out, steps: int = 4) -> TrainConfig:
+def _cfg(out, steps: int = 4, precision: str = "auto") -> TrainConfig:
     return TrainConfig(
         algorithm=AlgorithmConfig(
             steps=steps, group_size=4, prompts_per_step=2, lr=1e-3, micro_batch_size=3, max_new_tokens=10
         ),
-        trainer=TrainerConfig(output_dir=str(out), checkpoint_every=1, keep_last=2),
+        trainer=TrainerConfig(
+            output_dir=str(out), checkpoint_every=1, keep_last=2, mixed_precision=precision
+        ),
         tracking=TrackingConfig(backend="null"),
     )
 
 
-def test_interrupted_run_resumes_bit_identically(tmp_path, tokenizer, toy_prompts) -> None:
+@pytest.mark.parametrize("precision", ["no", "bf16"])
+def test_interrupted_run_resumes_bit_identically(tmp_path, tokenizer, toy_prompts, precision: str) -> None:
+    # bf16 autocast too: its kernels are deterministic on one machine, so resume stays bit-identical
     full_model = tiny_random_model(seed=3)
-    full = Trainer(_cfg(tmp_path / "full"), full_model, tokenizer, toy_prompts, show_progress=False).train()
+    full_cfg = _cfg(tmp_path / "full", precision=precision)
+    full = Trainer(full_cfg, full_model, tokenizer, toy_prompts, show_progress=False).train()
+    assert full.mixed_precision == precision
 
     first = Trainer(
-        _cfg(tmp_path / "cut"), tiny_random_model(seed=3), tokenizer, toy_prompts, show_progress=False
+        _cfg(tmp_path / "cut", precision=precision),
+        tiny_random_model(seed=3),
+        tokenizer,
+        toy_prompts,
+        show_progress=False,
     )
     part = first.train(stop_after=2)
     assert len(part.history) == 2 and part.final_model is None
     assert latest_checkpoint(tmp_path / "cut" / "checkpoints").name == "step_000002"
     # a fresh process would rebuild everything from the base model, then resume
     resumed_model = tiny_random_model(seed=3)
-    second = Trainer(_cfg(tmp_path / "cut"), resumed_model, tokenizer, toy_prompts, show_progress=False)
+    second = Trainer(
+        _cfg(tmp_path / "cut", precision=precision),
+        resumed_model,
+        tokenizer,
+        toy_prompts,
+        show_progress=False,
+    )
     rest = second.train()
     assert rest.resumed_from == 2
     for k, v in full_model.state_dict().items():
