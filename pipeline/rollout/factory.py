@@ -45,9 +45,14 @@ def make_engine(
             certainty_temperature=alg.certainty_temperature(),
         )
     if engine == "vllm":
+        from pipeline.precision import resolve_mixed_precision
         from pipeline.rollout.vllm import VLLMRolloutEngine
 
         r = cfg.rollout
+        device = next(policy.parameters()).device
+        # The precision the training passes run in (`auto` resolved for the policy's device, where
+        # the engine runs too; the Trainer resolves it before calling here, so a no-op for it).
+        precision = resolve_mixed_precision(cfg.trainer.mixed_precision, str(device))
         return VLLMRolloutEngine(
             # vLLM reads the architecture (and initial weights) from the folder the policy came from;
             # the first rollout then loads the policy's current weights (e.g. after a resume).
@@ -56,13 +61,14 @@ def make_engine(
             policy=policy,
             revision=cfg.model.revision,
             # fp32 master weights trained under bf16 autocast: vLLM samples in bf16, as autocast computes
-            dtype="bfloat16" if cfg.trainer.mixed_precision == "bf16" else cfg.model.dtype,
+            dtype="bfloat16" if precision == "bf16" else cfg.model.dtype,
             seed=cfg.trainer.seed,
             gpu_memory_utilization=r.gpu_memory_utilization,
             enable_sleep_mode=r.enable_sleep_mode,
             sleep_level=r.sleep_level,
             max_model_len=r.max_model_len or default_max_model_len(cfg.algorithm),
             max_num_seqs=r.batch_size,
+            kv_cache_gb=r.kv_cache_gb,
             show_progress=show_progress,
             llm_kwargs=r.llm_kwargs,
         )

