@@ -202,7 +202,8 @@ class Trainer:
 
     # ------------------------------------------------------------------ one step
     def _autocast(self) -> contextlib.AbstractContextManager:
-        """bf16 autocast around rollouts and scoring passes when trainer.mixed_precision is bf16."""
+        """bf16 autocast around rollouts and scoring passes when trainer.mixed_precision is bf16 (the HF
+        engine leaves it for generation on CPU; see pipeline/rollout/hf.py)."""
         return autocast(self.cfg.trainer.mixed_precision, self._device().type)
 
     def _device(self) -> torch.device:

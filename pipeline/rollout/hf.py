@@ -282,8 +282,15 @@ class HFRolloutEngine:
     ) -> tuple[list[list[int]], list[float], list[torch.Tensor], list[torch.Tensor]]:
         """Completions (cut after the first EOS); if recording, their mean self-certainty and their
         per-token self-certainty and entropy ([length] each)."""
-        ids, attn = left_pad(rows, self.pad_id)
         device = next(self.model.parameters()).device
+        if device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            # On CPU the rollout leaves bf16 autocast and runs in the weights' precision: decode there is
+            # bound by per-step overhead, not by the matmul units (SmolLM2, 32 rows, 2 threads: fp32
+            # 101 tok/s, bf16 weights 107), and under autocast the preallocated cache (weights' dtype)
+            # cannot be used, which made bf16 rollouts 0.86x of fp32 (bench/rollout_throughput.py).
+            with torch.autocast("cpu", enabled=False):
+                return self._generate_batch(rows, sampling, seeds)
+        ids, attn = left_pad(rows, self.pad_id)
         kwargs = {
             # Always greedy over what the processors return: SeededSampler turns it into sampling.
             "do_sample": False,

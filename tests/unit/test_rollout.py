@@ -105,6 +105,20 @@ def test_recorded_certainty_equals_scoring_pass(tiny_model, tokenizer, toy_promp
         torch.testing.assert_close(recorded, expected, rtol=1e-4, atol=1e-7)
 
 
+def test_cpu_rollout_leaves_bf16_autocast(tiny_model, tokenizer, toy_prompts) -> None:
+    """Under the trainer's bf16 autocast the CPU rollout runs in the weights' precision: the same
+    tokens and recorded self-certainty, bit for bit, as without autocast."""
+    engine = HFRolloutEngine(tiny_model, tokenizer, show_progress=False, record_token_scores=True)
+    sampling = SamplingConfig(temperature=0.7, max_new_tokens=9)
+    plain = engine.generate(toy_prompts[:3], 2, sampling, 5)
+    with torch.autocast("cpu", torch.bfloat16):
+        mixed = engine.generate(toy_prompts[:3], 2, sampling, 5)
+        assert torch.is_autocast_enabled("cpu")  # restored for the scoring passes that follow
+    for a, b in zip(plain, mixed, strict=True):
+        assert torch.equal(a.completion_ids, b.completion_ids)
+        assert torch.equal(a.token_scores[0], b.token_scores[0])
+
+
 @pytest.mark.parametrize("certainty_temperature", [1.0, 0.7])
 def test_recorded_token_scores_equal_scoring_pass(
     tiny_model, tokenizer, toy_prompts, certainty_temperature
