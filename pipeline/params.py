@@ -52,6 +52,6 @@ def check_runnable(cfg: PipelineConfig) -> None:
         # Imported here: the check needs torch, which reading params.yaml does not.
         from pipeline.rollout.vllm import vllm_unavailable_reason
 
-        reason = vllm_unavailable_reason()
+        reason = vllm_unavailable_reason(t.device)  # the device the run trains on, not this host's default
         if reason is not None:
             raise ConfigError(reason)

