@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from step_config import step_overrides  # bench/ is on sys.path when run as a script
 
 ENGINES = ("hf-fp32", "hf-bf16", "vllm-bf16", "vllm-fp32")
 
@@ -74,24 +75,14 @@ def grpo_worker(args: argparse.Namespace) -> None:
 
     out = tempfile.mkdtemp(prefix="grpo_step_bench_")
     steps = args.grpo_steps + 1
-    overrides = [
-        "data=math",
-        f"data.limit={4 * steps}",
-        f"algorithm.steps={steps}",
-        "algorithm.group_size=8",
-        "algorithm.prompts_per_step=4",
-        f"algorithm.max_new_tokens={args.new_tokens}",
-        f"algorithm.temperature={args.temperature}",
-        "algorithm.beta=0.005",
-        "algorithm.lr=1e-6",
-        "algorithm.loss_aggregation=bnpo",
-        "algorithm.num_iterations=1",
-        f"trainer.threads={args.threads}",
-        "trainer.resume=false",
-        f"trainer.output_dir={out}",
-        f"model.cache_dir={Path(args.model_cache).resolve()}",
-        f"rollout={args.grpo_worker}",
-    ]
+    overrides = step_overrides(
+        steps=steps,
+        new_tokens=args.new_tokens,
+        threads=args.threads,
+        out_dir=out,
+        model_cache=args.model_cache,
+        extra=[f"algorithm.temperature={args.temperature}", f"rollout={args.grpo_worker}"],
+    )
     pcfg = load_params(compose_params(Path(out) / "params.yaml", overrides))
     prepare_model(pcfg)
     tcfg = method_train_config(pcfg, "grpo", [f"trainer.output_dir={out}"])

@@ -45,8 +45,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from step_config import GROUP, PROMPTS, step_overrides  # bench/ is on sys.path when run as a script
 
-GROUP, PROMPTS = 8, 4
 COMPLETIONS = GROUP * PROMPTS
 # main before issue 16: fp32 passes, HF generate rollouts (52.0 s/step in bench/README.md)
 DEFAULT_BASELINE = "d1c8677"
@@ -59,24 +59,14 @@ def _peak_rss_gb() -> float:
 
 def _overrides(args: argparse.Namespace, out_dir: str) -> list[str]:
     """The issue-6 config as `dvc exp run -S` overrides of conf/ (then the user's --override)."""
-    return [
-        "data=math",
-        f"data.limit={PROMPTS * (args.steps + 1)}",
-        f"algorithm.steps={args.steps + 1}",
-        f"algorithm.group_size={GROUP}",
-        f"algorithm.prompts_per_step={PROMPTS}",
-        f"algorithm.max_new_tokens={args.new_tokens}",
-        "algorithm.temperature=0.9",
-        "algorithm.beta=0.005",
-        "algorithm.lr=1e-6",
-        "algorithm.loss_aggregation=bnpo",
-        "algorithm.num_iterations=1",
-        f"trainer.threads={args.threads}",
-        "trainer.resume=false",
-        f"trainer.output_dir={out_dir}",
-        f"model.cache_dir={Path(args.model_cache).resolve()}",
-        *args.override,
-    ]
+    return step_overrides(
+        steps=args.steps + 1,
+        new_tokens=args.new_tokens,
+        threads=args.threads,
+        out_dir=out_dir,
+        model_cache=args.model_cache,
+        extra=args.override,
+    )
 
 
 def _compose(args: argparse.Namespace, out_dir: str) -> Any:
