@@ -33,7 +33,7 @@ from pipeline.eval.benchmarks import load_benchmark
 from pipeline.eval.partial import weights_digest
 from pipeline.eval.runner import evaluate_prompts, save_evaluation
 from pipeline.models import load_model_and_tokenizer, resolve_model_path, save_atomically
-from pipeline.precision import resolve_mixed_precision
+from pipeline.precision import generation_precision
 from pipeline.report import write_report
 from pipeline.rl.distributed import is_main_process
 from pipeline.tracking import invocation_name, make_tracker, parent_run_id
@@ -163,8 +163,9 @@ def evaluate_model(cfg: PipelineConfig, model: str, benchmark: str, invocation: 
     # reruns the stage); reused only by a run with the same weights, dtype, device, precision, config
     # and prompts.
     partial = Path("runs/eval") / model / benchmark / "samples.partial.jsonl"
-    # Generation runs in the training runs' precision (auto resolved on this machine).
-    precision = resolve_mixed_precision(cfg.trainer.mixed_precision, cfg.trainer.device)
+    # Generation runs in the precision the HF engine generates in during training (auto resolved on
+    # this machine; the weights' own on CPU), and that is what is recorded.
+    precision = generation_precision(cfg.trainer.mixed_precision, cfg.trainer.device)
     identity = {
         "weights": weights_digest(Path(resolve_model_path(mcfg))),
         "dtype": mcfg.dtype,

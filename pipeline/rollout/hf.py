@@ -22,6 +22,7 @@ from transformers import (
 
 from pipeline.config import SamplingConfig
 from pipeline.models import prompt_ids as render_prompt
+from pipeline.precision import generation_precision
 from pipeline.prompt_cache import can_share, position_ids_from_mask, select_rows, shared_prompts
 from pipeline.rollout.base import completion_mask
 from pipeline.rollout.sampling import SeededSampler, request_seed
@@ -283,12 +284,9 @@ class HFRolloutEngine:
         """Completions (cut after the first EOS); if recording, their mean self-certainty and their
         per-token self-certainty and entropy ([length] each)."""
         device = next(self.model.parameters()).device
-        if device.type == "cpu" and torch.is_autocast_enabled("cpu"):
-            # On CPU the rollout leaves bf16 autocast and runs in the weights' precision: decode there is
-            # bound by per-step overhead, not by the matmul units (SmolLM2, 32 rows, 2 threads: fp32
-            # 101 tok/s, bf16 weights 107), and under autocast the preallocated cache (weights' dtype)
-            # cannot be used, which made bf16 rollouts 0.86x of fp32 (bench/rollout_throughput.py).
-            with torch.autocast("cpu", enabled=False):
+        if torch.is_autocast_enabled(device.type) and generation_precision("bf16", device.type) == "no":
+            # The rollout leaves the trainer's autocast (on CPU: see generation_precision).
+            with torch.autocast(device.type, enabled=False):
                 return self._generate_batch(rows, sampling, seeds)
         ids, attn = left_pad(rows, self.pad_id)
         kwargs = {

@@ -51,6 +51,7 @@ def test_dvc_repro_smoke_end_to_end(repo) -> None:
     }
     metrics = json.loads((path / "results/eval/intuitor/arith/metrics.json").read_text())
     assert metrics["n"] == 6 and 0.0 <= metrics["accuracy"] <= 1.0
+    assert metrics["mixed_precision"] == "no"  # the HF engine generates in the weights' precision on CPU
     steps = (path / "results/train/grpo/steps.csv").read_text().splitlines()
     assert steps[0].startswith("step,reward_mean,self_certainty_mean") and len(steps) == 3
     summary = json.loads((path / "results/train/intuitor/metrics.json").read_text())

@@ -10,6 +10,7 @@ from pipeline.precision import (
     autocast,
     cpu_flags,
     cpu_has_bf16,
+    generation_precision,
     resolve_mixed_precision,
     with_resolved_precision,
 )
@@ -40,6 +41,13 @@ def test_explicit_settings_are_kept_and_auto_follows_the_hardware() -> None:
     assert resolve_mixed_precision("auto", "meta") == "no"
     with pytest.raises(ValueError, match="fp8"):
         resolve_mixed_precision("fp8", "cpu")
+
+
+def test_hf_generation_stays_in_the_weights_precision_on_cpu_only() -> None:
+    for setting in ("auto", "bf16", "no"):
+        assert generation_precision(setting, "cpu") == "no"
+    assert generation_precision("bf16", "cuda") == "bf16"
+    assert generation_precision("no", "cuda:0") == "no"
 
 
 def test_resolved_copy_leaves_the_callers_config_alone() -> None:
