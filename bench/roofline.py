@@ -16,9 +16,9 @@ and the fraction of each the measured step reaches. Then what bounds the largest
 - profile: torch.profiler's per-step time of the matmuls and the attention kernel inside a real
   decode step (profile of generate(1 + N) minus generate(1), over N).
 - precision: each pass is judged against the bound of the precision it runs in (`--precision`,
-  default the pipeline's: trainer.mixed_precision=auto resolved here): fp32 weights read and fp32
-  peak for `no`; under bf16 autocast the bf16 peak, and the fp32 weights still read once per step
-  (autocast casts them on every call);
+  default the pipeline's: trainer.mixed_precision=auto resolved here): the training pass in it
+  (bf16: the bf16 peak), HF decode in the precision the HF engine generates in on CPU (the weights'
+  own, fp32: `pipeline.precision.generation_precision`);
 - rollout decode with the engine the pipeline samples with (the HF engine above; with --vllm also the
   colocated vLLM engine at batch 32, bf16 weights: 2 bytes per parameter read per step);
 - training pass: one micro-batch (8 x (prompt + 128) tokens) through the trainer's scoring pass with
@@ -39,7 +39,7 @@ from typing import Any
 import torch
 from decode_timing import decode_s_per_step  # bench/ is on sys.path when run as a script
 
-from pipeline.precision import autocast, resolve_mixed_precision
+from pipeline.precision import autocast, generation_precision, resolve_mixed_precision
 
 
 def matmul_gflops(n: int, repeats: int, dtype: torch.dtype = torch.float32) -> float:
@@ -221,9 +221,11 @@ def main() -> None:
         f"matmul {args.matmul_n}^3: fp32 {peaks['no']:.1f} GFLOP/s, bf16 {peaks['bf16']:.1f} GFLOP/s "
         f"({peaks['bf16'] / peaks['no']:.1f}x); bandwidth: read {read_gbs:.1f} GB/s, "
         f"copy {copy_gbs:.1f} GB/s "
-        f"({args.threads} threads); passes below in precision {precision}"
+        f"({args.threads} threads)"
     )
-    gflops = peaks[precision]
+    decode_precision = generation_precision(precision, "cpu")
+    gflops = peaks[decode_precision]
+    print(f"HF decode runs in {decode_precision}, the training pass in {precision}")
 
     mcfg = ModelConfig(cache_dir=args.model_cache)
     model, tokenizer = load_model_and_tokenizer(mcfg)
@@ -233,7 +235,7 @@ def main() -> None:
     # Read per decoding step: every matrix once (the tied embedding as the head; the embedding lookup
     # itself reads one row per sequence), fp32 master weights (autocast reads them too).
     weight_bytes = 4 * n_params
-    kv_bytes = 4 if precision == "no" else 2
+    kv_bytes = 4 if decode_precision == "no" else 2
     kv_heads = getattr(cfg, "num_key_value_heads", cfg.num_attention_heads)
     head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
     kv_per_token = 2 * cfg.num_hidden_layers * kv_heads * head_dim  # K and V values per cached token
@@ -250,7 +252,7 @@ def main() -> None:
     rows = []
     for batch in (int(b) for b in args.batches.split(",")):
         times = [
-            decode_at_batch(model, batch, args.prompt, args.steps, tokenizer.pad_token_id, precision)
+            decode_at_batch(model, batch, args.prompt, args.steps, tokenizer.pad_token_id, decode_precision)
             for _ in range(max(1, args.repeats // 2))
         ]
         step = statistics.median(times)
@@ -278,13 +280,13 @@ def main() -> None:
             f"compute {compute_s / step_v:.0%} reached, bandwidth {memory_s / step_v:.0%} reached"
         )
         extra = f" vllm_b{batch}_tok_s={tok_s:.0f} vllm_compute={compute_s / step_v:.2f}"
-    kernel_s, kernel_gflops, head_gflops = kernel_bound_s(cfg, batch, args.repeats, precision)
+    kernel_s, kernel_gflops, head_gflops = kernel_bound_s(cfg, batch, args.repeats, decode_precision)
     print(
         f"batch {batch}: kernel bound {kernel_s * 1e3:.1f} ms/step (the step's matmuls alone: "
         f"{kernel_gflops:.0f} GFLOP/s = {kernel_gflops / gflops:.0%} of the square peak; output head "
         f"{head_gflops:.0f} GFLOP/s); the measured step reaches {kernel_s / step:.0%} of it"
     )
-    prof = profiled_step_ms(model, batch, args.prompt, args.steps, tokenizer.pad_token_id, precision)
+    prof = profiled_step_ms(model, batch, args.prompt, args.steps, tokenizer.pad_token_id, decode_precision)
     total = sum(prof.values())
     print(
         f"batch {batch} profile per step: matmuls {prof['matmul']:.1f} ms ({prof['matmul'] / total:.0%}), "
@@ -298,7 +300,7 @@ def main() -> None:
     train_flops = 6 * n_params * tokens + 12 * micro * (args.prompt + completion) ** 2 / 2 * (
         cfg.num_attention_heads * head_dim * cfg.num_hidden_layers
     )
-    train_bound = train_flops / (gflops * 1e9)
+    train_bound = train_flops / (peaks[precision] * 1e9)
     print(
         f"training pass, {micro} x {args.prompt + completion} tokens (scoring with grad + backward): "
         f"{train_s:.2f} s, {train_flops / train_s / 1e9:.0f} GFLOP/s = {train_bound / train_s:.0%} of the "
