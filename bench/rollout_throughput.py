@@ -4,7 +4,8 @@ Workload: SmolLM2-135M-Instruct (the embedded GGUF, fp32 master weights), 32 MAT
 $INTUITOR_DATA_DIR, one completion each, 128 new tokens, temperature 0.9, top-p 1, 2 threads.
 Engines, each built by `pipeline.rollout.factory.make_engine` as a training run builds it:
 - hf-fp32: HFRolloutEngine, trainer.mixed_precision=no;
-- hf-bf16: the same engine under bf16 autocast, as the trainer wraps rollouts for mixed_precision=bf16;
+- hf-bf16: the same engine with trainer.mixed_precision=bf16; on CPU it still generates in fp32
+  (precision.generation_precision), so this row should match hf-fp32;
 - vllm-bf16: VLLMRolloutEngine with mixed_precision=bf16 (vLLM computes in bf16);
 - vllm-fp32: VLLMRolloutEngine with mixed_precision=no (vLLM computes in fp32).
 Every engine does one untimed warm-up rollout (torch.compile, oneDNN kernels). A round runs every

@@ -83,7 +83,8 @@ class ScoredBatch:
     completion_mask: torch.Tensor
     # Padded prompt length P: completion token t sits at column P + t of input_ids.
     prompt_length: int
-    # Scores from the current policy (no grad): old log-probs, online self-certainty, entropy.
+    # Scores from the current policy: old log-probs, online self-certainty, entropy (from a no-grad
+    # pass, recorded during rollout, or filled in by the gradient pass: see Trainer.step).
     policy: TokenScores | None = None
     # Scores from the frozen reference model, if it was run (beta > 0 or an offline reward).
     reference: TokenScores | None = None

@@ -54,3 +54,8 @@ def combine(specs: list[RewardSpec], batch: ScoredBatch) -> tuple[torch.Tensor, 
 def needs_reference(specs: list[RewardSpec]) -> bool:
     """True when a reward reads the frozen reference model's scores (offline ablations)."""
     return any(s.source == "reference" and s.name in ("self_certainty", "entropy") for s in specs)
+
+
+def reads_policy_scores(specs: list[RewardSpec]) -> bool:
+    """True when a reward reads the current policy's scores (online self-certainty or entropy)."""
+    return any(s.source == "policy" and s.name in ("self_certainty", "entropy") for s in specs)

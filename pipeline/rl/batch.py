@@ -101,6 +101,11 @@ def micro_batches(
     return out
 
 
+def whole_groups(slices: list[slice], group_size: int) -> bool:
+    """True when every micro-batch holds whole groups (rows of one prompt are contiguous)."""
+    return all(s.start % group_size == 0 and s.stop % group_size == 0 for s in slices)
+
+
 def split_to(slices: list[slice], count: int) -> list[slice]:
     """Halve the largest micro-batch until there are `count` (processes of a sharded run must make the
     same number of backward calls: DeepSpeed and FSDP communicate in every one)."""

@@ -342,3 +342,11 @@ class Distributed:
             return
         with self.accelerator.main_process_first():
             yield
+
+
+def innermost_optimizer(optimizer: Any) -> torch.optim.Optimizer:
+    """The torch optimizer inside accelerate's (and DeepSpeed's) wrappers, which hold it as `.optimizer`."""
+    inner = optimizer
+    while not isinstance(inner, torch.optim.Optimizer) or hasattr(inner, "optimizer"):
+        inner = inner.optimizer
+    return inner

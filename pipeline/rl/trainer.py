@@ -7,10 +7,10 @@ this loop branches on the method's name.
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,9 +24,9 @@ from pipeline.faults import fault_point
 from pipeline.models import enable_gradient_checkpointing, policy_state, save_atomically
 from pipeline.precision import autocast, with_resolved_precision
 from pipeline.rewards.gold import answer_rate, gold_correctness
-from pipeline.rewards.registry import combine, needs_reference
+from pipeline.rewards.registry import combine, reads_policy_scores
 from pipeline.rl.advantages import group_advantages
-from pipeline.rl.batch import collate_groups, micro_batches, recorded_scores, split_to
+from pipeline.rl.batch import collate_groups, micro_batches, recorded_scores, split_to, whole_groups
 from pipeline.rl.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
@@ -34,11 +34,12 @@ from pipeline.rl.checkpoint import (
     run_fingerprint,
     save_checkpoint,
 )
-from pipeline.rl.distributed import Distributed
+from pipeline.rl.distributed import Distributed, innermost_optimizer
 from pipeline.rl.divergence import NonFiniteGuard
 from pipeline.rl.loss import grpo_loss, token_weights
 from pipeline.rl.metrics import completion_rows, sequence_statistics, summarize_statistics
 from pipeline.rl.metrics_log import append_metrics, restore_metrics_log
+from pipeline.rl.reference import make_reference, on_device
 from pipeline.rl.scoring import CompletionScorer
 from pipeline.rollout.base import RolloutEngine
 from pipeline.rollout.factory import make_engine
@@ -99,16 +100,7 @@ class Trainer:
         self.show_progress = show_progress
         self.sampler = PromptSampler(prompts, alg.prompts_per_step, cfg.trainer.seed)
         # beta = 0 and no offline reward: the reference model is never built nor run.
-        self.reference: PreTrainedModel | None = None
-        if alg.beta != 0.0 or needs_reference(cfg.method.rewards):
-            # Copied before any checkpoint is loaded, so it is the base model, also on resume.
-            self.reference = (reference or copy.deepcopy(policy)).eval().requires_grad_(False)
-            if cfg.trainer.mixed_precision == "bf16":
-                # Its passes run under bf16 autocast anyway (matmuls cast fp32 weights to bf16): a bf16
-                # copy computes nearly the same (norm weights rounded) in half the memory.
-                self.reference.to(torch.bfloat16)
-            if cfg.trainer.offload_reference:
-                self.reference.to("cpu")  # moved to the policy's device only for its scoring pass
+        self.reference = make_reference(cfg, policy, reference)
         optimizer = torch.optim.AdamW(
             [p for p in policy.parameters() if p.requires_grad],
             lr=alg.lr,
@@ -123,9 +115,7 @@ class Trainer:
         total = alg.steps * alg.num_iterations
         # Built on the torch optimizer inside accelerate's (and DeepSpeed's) wrappers: accelerate's
         # scheduler wrapper would step once per process; the lr lives in the innermost param groups.
-        inner = self.optimizer
-        while not isinstance(inner, torch.optim.Optimizer) or hasattr(inner, "optimizer"):
-            inner = inner.optimizer
+        inner = innermost_optimizer(self.optimizer)
         self.scheduler = get_cosine_schedule_with_warmup(inner, math.ceil(alg.warmup_ratio * total), total)
         self.out = Path(cfg.trainer.output_dir)
         self.fingerprint = run_fingerprint(cfg, prompts)
@@ -228,16 +218,41 @@ class Trainer:
         batch = collate_groups(groups, self.pad_id)
         slices = self._micro_batches(batch)
         recorded = recorded_scores(batch) if alg.num_iterations == 1 else None
-        batch.policy = recorded if recorded is not None else self._score(self.scorer, batch, slices)
+        # Without recorded scores (vLLM), one iteration over micro-batches of whole groups takes the
+        # policy's certainty from the gradient pass itself: a group's rewards read its own rows only, so
+        # they are known once its micro-batch's forward has run. Every process decides alike (ZeRO-3
+        # gathers weights in every decoder call, so all must make the same calls).
+        fused = recorded is None and alg.num_iterations == 1
+        fused = fused and not dist.sum(torch.tensor([float(not whole_groups(slices, batch.group_size))]))
+        if recorded is not None:
+            batch.policy = recorded
+        elif fused:  # filled in by the gradient pass
+            zeros = batch.completion_mask.new_zeros
+            batch.policy = TokenScores(
+                None, zeros(batch.completion_mask.shape), zeros(batch.completion_mask.shape)
+            )
+        else:
+            batch.policy = self._score(self.scorer, batch, slices)
         if self.reference is not None:
             batch.reference = self._score_reference(batch, slices)
-        t_score = time.perf_counter() - t0 - t_rollout
+        t_score = time.perf_counter() - t0 - t_rollout  # with `fused`, the policy's certainty is in update
 
-        total, parts = combine(cfg.method.rewards, batch)  # [B, G], this process's prompts
-        correct, answered = gold_correctness(batch), answer_rate(batch)
-        advantages = group_advantages(total, alg.std_eps, alg.scale_rewards).flatten()  # [N]
-        update = self._update(batch, advantages, slices, step)
+        # [B, G] total and parts, this process's prompts; with `fused`, read as the gradient pass fills
+        # in the policy's scores (the last read sees them all)
+        rewards = None if fused else combine(cfg.method.rewards, batch)
+
+        def advantages() -> torch.Tensor:  # [N]
+            nonlocal rewards
+            if fused:
+                rewards = combine(cfg.method.rewards, batch)
+            assert rewards is not None
+            return group_advantages(rewards[0], alg.std_eps, alg.scale_rewards).flatten()
+
+        update = self._update(batch, advantages, slices, step, fill_policy=fused)
         elapsed = time.perf_counter() - t0
+        assert rewards is not None
+        total, parts = rewards
+        correct, answered = gold_correctness(batch), answer_rate(batch)
 
         stats = sequence_statistics(batch, total, parts, correct, answered, alg.max_new_tokens, self.eos_ids)
         stats = {k: dist.gather(v) for k, v in stats.items()}  # the whole step's sequences, in order
@@ -287,7 +302,7 @@ class Trainer:
         )
 
     def _score_rows(
-        self, scorer: torch.nn.Module, batch: ScoredBatch, rows: slice, with_grad: bool
+        self, scorer: torch.nn.Module, batch: ScoredBatch, rows: slice, with_grad: bool, with_certainty: bool
     ) -> tuple[TokenScores, int]:
         """Score one micro-batch; returns [rows, width] scores and the trimmed completion width."""
         alg = self.cfg.algorithm
@@ -301,8 +316,7 @@ class Trainer:
                 chunk_tokens=alg.scoring_chunk_tokens,
                 logprob_temperature=alg.logprob_temperature(),
                 certainty_temperature=alg.certainty_temperature(),
-                # the gradient pass only needs log-probs: certainty is a reward, read from the no-grad pass
-                with_certainty=not with_grad,
+                with_certainty=with_certainty,
                 with_grad=with_grad,
             )
         return TokenScores(logprobs, certainty, entropy), width
@@ -312,7 +326,7 @@ class Trainer:
         n, c = batch.completion_mask.shape
         out = TokenScores(*(torch.zeros(n, c) for _ in range(3)))
         for rows in slices:
-            s, width = self._score_rows(scorer, batch, rows, with_grad=False)
+            s, width = self._score_rows(scorer, batch, rows, with_grad=False, with_certainty=True)
             out.logprobs[rows, :width] = s.logprobs.float().cpu()
             out.self_certainty[rows, :width] = s.self_certainty.float().cpu()
             out.entropy[rows, :width] = s.entropy.float().cpu()
@@ -320,19 +334,22 @@ class Trainer:
 
     def _score_reference(self, batch: ScoredBatch, slices: list[slice]) -> TokenScores:
         assert self.reference is not None
-        offload = self.cfg.trainer.offload_reference
-        if offload:
-            self.reference.to(self._device())
-        try:
-            return self._score(CompletionScorer(self.reference), batch, slices)
-        finally:
-            if offload:
-                self.reference.to("cpu")
+        with on_device(self.reference, self._device(), self.cfg.trainer.offload_reference) as ref:
+            return self._score(CompletionScorer(ref), batch, slices)
 
     def _update(
-        self, batch: ScoredBatch, advantages: torch.Tensor, slices: list[slice], step: int
+        self,
+        batch: ScoredBatch,
+        advantages: Callable[[], torch.Tensor],
+        slices: list[slice],
+        step: int,
+        fill_policy: bool,
     ) -> dict[str, float]:
-        """num_iterations optimizer steps over the batch, with gradient accumulation over micro-batches."""
+        """num_iterations optimizer steps over the batch, with gradient accumulation over micro-batches.
+
+        `fill_policy`: each micro-batch (whole groups) writes the policy's certainty and entropy into
+        batch.policy from its gradient pass, and advantages() [N] is re-read after it when a reward
+        reads them; otherwise advantages() is read once."""
         alg, dist = self.cfg.algorithm, self.dist
         mask = batch.completion_mask
         # The whole step's token count (all processes): dapo's denominator.
@@ -356,6 +373,8 @@ class Trainer:
         # loss, policy loss, kl, clipped tokens, tokens: summed over micro-batches and processes
         sums = torch.zeros(5, dtype=torch.float64)
         grad_norms, lrs = [], []
+        refresh = fill_policy and reads_policy_scores(self.cfg.method.rewards)
+        adv = None if refresh else advantages()
         skipped = 0
         checkpointing = self.cfg.trainer.gradient_checkpointing
         for _ in range(alg.num_iterations):
@@ -365,9 +384,13 @@ class Trainer:
                 with dist.accumulating(self.scorer, last):
                     # HF recomputes layers only in train mode; the policy has no dropout (checked)
                     self.policy.train(checkpointing)
-                    scores, width = self._score_rows(self.scorer, batch, rows, with_grad=True)
+                    scores, width = self._score_rows(self.scorer, batch, rows, True, fill_policy)
                     self.policy.eval()
                     device = scores.logprobs.device
+                    if fill_policy:
+                        batch.policy.self_certainty[rows, :width] = scores.self_certainty.float().cpu()
+                        batch.policy.entropy[rows, :width] = scores.entropy.float().cpu()
+                    adv_rows = (advantages() if refresh else adv)[rows]
                     if from_update:
                         old_rows = scores.logprobs.detach().float()
                         old[rows, :width] = old_rows.cpu()
@@ -376,7 +399,7 @@ class Trainer:
                     terms = grpo_loss(
                         scores.logprobs.float(),
                         old_rows,
-                        advantages[rows].to(device),
+                        adv_rows.to(device),
                         weights[rows, :width].to(device),
                         clip_eps_low=alg.clip_eps_low,
                         clip_eps_high=alg.clip_eps_high,

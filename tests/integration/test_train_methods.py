@@ -189,35 +189,79 @@ def _count_scoring_calls(t: Trainer) -> list[int]:
     return calls
 
 
+def _intuitor_step(
+    tmp_path, tokenizer, toy_prompts, record: bool, micro_batch: int, aggregation: str = "bnpo"
+) -> tuple:
+    """One fp32 INTUITOR step: (weight change [P], metrics, decoder calls outside rollouts).
+
+    record: the engine records certainty and entropy during rollout (the HF engine) or not (as vLLM)."""
+    cfg = _cfg(tmp_path, "intuitor")
+    cfg.algorithm.steps = 1
+    cfg.algorithm.warmup_ratio = 0.0
+    cfg.algorithm.micro_batch_size = micro_batch
+    cfg.algorithm.loss_aggregation = aggregation
+    cfg.tracking.backend = "null"
+    cfg.trainer.output_dir = str(tmp_path / f"record{record}-mb{micro_batch}-{aggregation}")
+    # fp32: generate's logits and the scoring pass's come from different kernels, which bf16 would
+    # round differently; the equivalence is what is tested here
+    cfg.trainer.mixed_precision = "no"
+    t = Trainer(cfg, tiny_random_model(seed=1), tokenizer, toy_prompts, show_progress=False)
+    t.engine.record_token_scores = record
+    calls = _count_scoring_calls(t)
+    metrics = t.train().history[0]
+    init = tiny_random_model(seed=1).state_dict()
+    delta = torch.cat([(t.policy.state_dict()[k] - init[k]).flatten() for k in init])
+    return delta, metrics, calls[0]
+
+
+def _same_step(a: tuple, b: tuple) -> None:
+    (d_a, m_a, _), (d_b, m_b, _) = a, b
+    for key in (
+        "self_certainty/mean",
+        "entropy/mean",
+        "reward/mean",
+        "reward/std",
+        "kl",
+        "loss",
+        "grad_norm",
+    ):
+        assert m_a[key] == pytest.approx(m_b[key], rel=1e-4, abs=1e-7), key
+    assert m_a["clip_fraction"] == m_b["clip_fraction"] == 0.0
+    # Adam's first step is ~lr * sign(g): float-rounding differences in near-zero gradients move single
+    # weights by up to a few % of lr (1e-3 here); the update as a whole is the same.
+    assert float(d_b.abs().max()) > 5e-4
+    assert float((d_a - d_b).abs().max()) < 1e-4
+    assert float(torch.nn.functional.cosine_similarity(d_a, d_b, dim=0)) > 0.9999
+
+
 def test_one_iteration_skips_the_policy_scoring_pass(tmp_path, tokenizer, toy_prompts) -> None:
     """With 1 iteration, certainty and entropy come from generate's logits and the old log-probs from the
     gradient pass: one decoder pass fewer per micro-batch, and the same step as with the pass."""
-    runs = {}
-    for record in (True, False):
-        cfg = _cfg(tmp_path, "intuitor")
-        cfg.algorithm.steps = 1
-        cfg.algorithm.warmup_ratio = 0.0
-        cfg.tracking.backend = "null"
-        cfg.trainer.output_dir = str(tmp_path / f"record{record}")
-        # fp32: generate's logits and the scoring pass's come from different kernels, which bf16 would
-        # round differently; the equivalence is what is tested here
-        cfg.trainer.mixed_precision = "no"
-        t = Trainer(cfg, tiny_random_model(seed=1), tokenizer, toy_prompts, show_progress=False)
-        t.engine.record_token_scores = record
-        calls = _count_scoring_calls(t)
-        metrics = t.train().history[0]
-        runs[record] = ({k: v.clone() for k, v in t.policy.state_dict().items()}, metrics, calls[0])
-    (with_record, m_rec, calls_rec), (with_pass, m_pass, calls_pass) = runs[True], runs[False]
-    # 8 sequences in micro-batches of 3: 3 micro-batches x (prompt pass + completion pass) fewer
-    assert calls_pass - calls_rec == 3 * 2
-    for key in ("self_certainty/mean", "entropy/mean", "reward/mean", "kl", "loss", "grad_norm"):
-        assert m_rec[key] == pytest.approx(m_pass[key], rel=1e-4, abs=1e-7), key
-    assert m_rec["clip_fraction"] == 0.0
-    # Adam's first step is ~lr * sign(g): float-rounding differences in near-zero gradients move single
-    # weights by up to a few % of lr (1e-3 here); the update as a whole is the same.
-    init = tiny_random_model(seed=1).state_dict()
-    d_rec = torch.cat([(with_record[k] - init[k]).flatten() for k in init])
-    d_pass = torch.cat([(with_pass[k] - init[k]).flatten() for k in init])
-    assert float(d_pass.abs().max()) > 5e-4
-    assert float((d_rec - d_pass).abs().max()) < 1e-4
-    assert float(torch.nn.functional.cosine_similarity(d_rec, d_pass, dim=0)) > 0.9999
+    recorded = _intuitor_step(tmp_path, tokenizer, toy_prompts, record=True, micro_batch=3)
+    with_pass = _intuitor_step(tmp_path, tokenizer, toy_prompts, record=False, micro_batch=3)
+    # 8 sequences in micro-batches of 3 (not whole groups of 4): 3 micro-batches x (prompt pass +
+    # completion pass) fewer
+    assert with_pass[2] - recorded[2] == 3 * 2
+    _same_step(recorded, with_pass)
+
+
+def test_whole_group_micro_batches_take_certainty_from_the_gradient_pass(
+    tmp_path, tokenizer, toy_prompts
+) -> None:
+    """Unrecorded scores (vLLM) with micro-batches of whole groups: no policy scoring pass, the rewards
+    from the gradient pass's logits, and the same step as the two-pass one."""
+    fused = _intuitor_step(tmp_path, tokenizer, toy_prompts, record=False, micro_batch=4)
+    recorded = _intuitor_step(tmp_path, tokenizer, toy_prompts, record=True, micro_batch=4)
+    assert fused[2] == recorded[2] == 2 * 2  # the reference pass only: 2 micro-batches x 2 decoder calls
+    assert fused[1]["self_certainty/mean"] > 0 and fused[1]["reward/std"] > 0
+    _same_step(fused, recorded)
+    # bnpo's step depends on how rows are cut into micro-batches, dapo's does not: so against the
+    # separate scoring pass (micro-batches of 3, not whole groups) under dapo
+    fused = _intuitor_step(tmp_path, tokenizer, toy_prompts, record=False, micro_batch=4, aggregation="dapo")
+    with_pass = _intuitor_step(
+        tmp_path, tokenizer, toy_prompts, record=False, micro_batch=3, aggregation="dapo"
+    )
+    assert (
+        with_pass[2] == fused[2] + 3 * 2 + 3 * 2 - 2 * 2
+    )  # policy + reference passes in 3s vs reference in 4s
+    _same_step(fused, with_pass)
