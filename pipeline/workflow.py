@@ -33,9 +33,9 @@ from pipeline.eval.benchmarks import load_benchmark
 from pipeline.eval.partial import weights_digest
 from pipeline.eval.runner import evaluate_prompts, save_evaluation
 from pipeline.models import load_model_and_tokenizer, resolve_model_path, save_atomically
-from pipeline.precision import generation_precision
 from pipeline.report import write_report
 from pipeline.rl.distributed import is_main_process
+from pipeline.rollout.factory import make_eval_engine
 from pipeline.tracking import invocation_name, make_tracker, parent_run_id
 from pipeline.training import run_training
 
@@ -163,13 +163,17 @@ def evaluate_model(cfg: PipelineConfig, model: str, benchmark: str, invocation: 
     # reruns the stage); reused only by a run with the same weights, dtype, device, precision, config
     # and prompts.
     partial = Path("runs/eval") / model / benchmark / "samples.partial.jsonl"
-    # Generation runs in the precision the HF engine generates in during training (auto resolved on
-    # this machine; the weights' own on CPU), and that is what is recorded.
-    precision = generation_precision(cfg.trainer.mixed_precision, cfg.trainer.device)
+    # Generation runs in the engine the training rollouts use and in the precision that engine
+    # generates in during training (auto resolved on this machine: for the HF engine the weights' own
+    # on CPU, for vLLM the training passes' precision); that is what is recorded.
+    engine, precision = make_eval_engine(
+        cfg.rollout, mcfg, cfg.trainer.mixed_precision, policy, tokenizer, seed=bench.seed
+    )
     identity = {
         "weights": weights_digest(Path(resolve_model_path(mcfg))),
         "dtype": mcfg.dtype,
         "device": cfg.trainer.device,
+        "engine": cfg.rollout.engine,
         "mixed_precision": precision,
     }
     records, metrics = evaluate_prompts(
@@ -182,7 +186,9 @@ def evaluate_model(cfg: PipelineConfig, model: str, benchmark: str, invocation: 
         partial=partial,
         model_fingerprint=identity,
         precision=precision,
+        engine=engine,
     )
+    metrics["engine"] = cfg.rollout.engine
     metrics["model"] = model
     tracker = make_tracker(cfg.tracking)
     tags = {

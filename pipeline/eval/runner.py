@@ -12,6 +12,7 @@ count the chunks it took from the partial file (`resumed_items` says how many it
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -20,6 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
 from tqdm.auto import tqdm
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -31,6 +33,9 @@ from pipeline.eval.stats import mean_interval, pass_at_k, wilson_interval
 from pipeline.eval.verdict import Verdict
 from pipeline.faults import fault_point
 from pipeline.precision import autocast
+from pipeline.rl.batch import collate_groups
+from pipeline.rl.scoring import masked_sequence_mean, score_completions
+from pipeline.rollout.base import RolloutEngine
 from pipeline.rollout.hf import HFRolloutEngine
 from pipeline.types import Prompt, RolloutGroup
 
@@ -65,6 +70,7 @@ def evaluate_prompts(
     partial: Path | None = None,
     model_fingerprint: Mapping[str, Any] | None = None,
     precision: str = "no",
+    engine: RolloutEngine | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """(per-completion records, metrics). `out_dir` receives benchmark-level files (a judge's outputs).
 
@@ -74,6 +80,9 @@ def evaluate_prompts(
     the caller deletes it once the results are saved. The output does not depend on where a run was
     killed: chunks are whole generate batches at their one-shot seeds.
     `precision` (no or bf16, resolved) is the autocast generation runs under, as in training.
+    `engine` decodes (default: the HF engine on `model`, which records each answer's self-certainty
+    while it generates); for an engine that does not record it (vLLM), a scoring pass of `model` over
+    the chunk's completions computes it, under the same autocast.
     """
     if not prompts:
         raise ValueError(f"benchmark {bench.name!r} has no items to evaluate")
@@ -84,7 +93,8 @@ def evaluate_prompts(
         )
     spec = get_benchmark(bench.name)
     # The item bar below reports progress; a per-chunk batch bar inside it would only flicker.
-    engine = HFRolloutEngine(model, tokenizer, show_progress=False, record_certainty=True)
+    if engine is None:
+        engine = HFRolloutEngine(model, tokenizer, show_progress=False, record_certainty=True)
     t0 = time.perf_counter()
     # Batch prompts of similar length together: left padding to the longest prompt of a batch costs
     # every row of it at each decode step. Greedy completions do not depend on the batch they are in.
@@ -114,6 +124,7 @@ def evaluate_prompts(
                     groups = engine.generate(
                         [prompts[i] for i in chunk], bench.n_samples, sampling_for(bench), bench.seed, c * k
                     )
+                    groups = with_certainty(model, groups, engine.pad_id)
                 t2 = time.perf_counter()
                 flat = [(g.prompt, t) for g in groups for t in g.texts]
                 verdicts = spec.grade([p for p, _ in flat], [t for _, t in flat], bench)
@@ -145,6 +156,26 @@ def evaluate_prompts(
         metrics["score"] = metrics.get(spec.metric)
     metrics["wall_s"] = time.perf_counter() - t0
     return records, metrics
+
+
+@torch.no_grad()
+def with_certainty(model: PreTrainedModel, groups: list[RolloutGroup], pad_id: int) -> list[RolloutGroup]:
+    """`groups` with each completion's mean self-certainty (raw logits, EOS included: what the HF
+    engine records while generating) from one scoring pass of `model` where the engine recorded none."""
+    if all(g.self_certainty is not None for g in groups):
+        return groups
+    batch = collate_groups(groups, pad_id)
+    device = model.device
+    mask = batch.completion_mask.to(device)  # [N, C]
+    scores = score_completions(
+        model, batch.input_ids.to(device), batch.attention_mask.to(device), batch.prompt_length, mask
+    )
+    per_completion = masked_sequence_mean(scores.self_certainty, mask)  # [N]
+    n = batch.group_size
+    return [
+        dataclasses.replace(g, self_certainty=per_completion[i * n : (i + 1) * n].double().cpu())
+        for i, g in enumerate(groups)
+    ]
 
 
 def _records(

@@ -11,6 +11,10 @@ from pipeline.types import Prompt, RolloutGroup
 
 
 class RolloutEngine(Protocol):
+    # Token ids that end a completion (the model's EOS ids) and the id completions are padded with.
+    eos_ids: list[int]
+    pad_id: int
+
     def generate(
         self, prompts: list[Prompt], n: int, sampling: SamplingConfig, seed: int, first_prompt: int = 0
     ) -> list[RolloutGroup]:

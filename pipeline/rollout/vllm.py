@@ -271,7 +271,8 @@ class VLLMRolloutEngine:
 
     vLLM schedules its own batches (at most `max_num_seqs` sequences at once), so
     `SamplingConfig.batch_size` is not read here; self-certainty is not recorded (vLLM exposes only
-    top-k log-probs), so groups carry `self_certainty=None` and the scoring pass computes it.
+    top-k log-probs), so groups carry `self_certainty=None` and a scoring pass computes it (the
+    trainer's; in evaluation, pipeline/eval/runner.py's).
     `device` ("cuda" or "cpu") defaults to the policy's device.
     """
 
@@ -293,6 +294,7 @@ class VLLMRolloutEngine:
         device: str | None = None,
         show_progress: bool = True,
         llm_kwargs: dict[str, Any] | None = None,
+        follow_policy: bool = True,
     ) -> None:
         if sleep_level not in (1, 2):
             raise ConfigError(f"rollout.sleep_level: must be 1 or 2, got {sleep_level}")
@@ -305,7 +307,10 @@ class VLLMRolloutEngine:
         vllm = import_vllm(self.device)
         self._sampling_params_cls = vllm.SamplingParams
         self.tokenizer = tokenizer
-        self.policy = policy
+        # Training: sync the policy's weights before every rollout. A frozen model (evaluation) passes
+        # follow_policy=False: vLLM loaded the same weights from model_path, and a reload per chunk
+        # would only cost time. The policy still supplies the EOS ids and the device.
+        self.policy = policy if follow_policy else None
         self.show_progress = show_progress
         self.sleep_level = sleep_level
         self.eos_ids = eos_token_ids(getattr(model, "generation_config", None), tokenizer)

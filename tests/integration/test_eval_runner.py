@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from pipeline.config import BenchmarkConfig, DataConfig
 from pipeline.eval.benchmarks import get_benchmark, load_benchmark
 from pipeline.eval.runner import evaluate_prompts
 from pipeline.eval.stats import pass_at_k
 from pipeline.models import prompt_ids, tiny_random_model
-from pipeline.rollout.hf import cut_at_stop
+from pipeline.rollout.hf import HFRolloutEngine, cut_at_stop
 from pipeline.types import Prompt
 
 pytestmark = pytest.mark.integration
@@ -45,6 +46,30 @@ def test_sampled_pass_at_k_agrees_with_the_per_sample_records(tokenizer) -> None
     # sampled completions differ between samples of one prompt (a random model at T=1)
     texts = [r["completion"] for r in records if r["id"] == prompts[0].id]
     assert len(set(texts)) > 1
+
+
+def test_an_engine_that_records_no_certainty_gets_it_from_a_scoring_pass(tokenizer) -> None:
+    """vLLM records no self-certainty: the runner scores the completions instead. Here the HF engine with
+    recording off stands in for it (same completions), so the two certainties of each answer meet:
+    the one generate's logits gave and the scoring pass's, both fp32 (measured max relative diff 1e-7). A
+    sharpened output layer makes certainty differ from token to token, so a misaligned or mis-masked
+    pass shows."""
+    bench = BenchmarkConfig(name="arith", limit=6, max_new_tokens=12, batch_size=4)
+    prompts = load_benchmark(bench, DataConfig(test_size=12), None)
+    model = tiny_random_model()
+    with torch.no_grad():
+        model.lm_head.weight.mul_(20.0)
+    recorded, metrics = evaluate_prompts(model, tokenizer, prompts, bench, show_progress=False)
+    silent = HFRolloutEngine(model, tokenizer, show_progress=False, record_certainty=False)
+    scored, scored_metrics = evaluate_prompts(
+        model, tokenizer, prompts, bench, show_progress=False, engine=silent
+    )
+    assert [r["completion"] for r in scored] == [r["completion"] for r in recorded]
+    assert len({r["length"] for r in recorded}) > 1  # ragged completions: the pass's masking matters
+    for a, b in zip(scored, recorded, strict=True):
+        assert a["self_certainty"] == pytest.approx(b["self_certainty"], rel=1e-4)
+    assert scored_metrics["self_certainty_mean"] == pytest.approx(metrics["self_certainty_mean"], rel=1e-4)
+    assert metrics["self_certainty_mean"] > 0
 
 
 def test_stop_strings_end_completions_and_are_cut(tokenizer) -> None:

@@ -175,6 +175,23 @@ def test_sync_after_an_optimizer_step_samples_the_new_weights(engine, policy_and
     assert completions(engine.generate(prompts, 1, greedy, seed=0)) == before
 
 
+def test_evaluation_with_vllm_equals_hf_in_fp32(engine, policy_and_tokenizer, toy_prompts) -> None:
+    """The evaluate stage with rollout=vllm: vLLM decodes greedily, a scoring pass supplies each answer's
+    self-certainty (vLLM records none). In fp32 both match the HF engine's evaluation."""
+    from pipeline.config import BenchmarkConfig
+    from pipeline.eval.runner import evaluate_prompts
+
+    policy, tokenizer = policy_and_tokenizer
+    bench = BenchmarkConfig(name="arith", max_new_tokens=MAX_NEW_TOKENS, batch_size=4)
+    hf, hf_metrics = evaluate_prompts(policy, tokenizer, toy_prompts, bench, show_progress=False)
+    got, metrics = evaluate_prompts(policy, tokenizer, toy_prompts, bench, show_progress=False, engine=engine)
+    keys = ("id", "completion", "extracted", "correct", "length", "clipped")
+    assert [{k: r[k] for k in keys} for r in got] == [{k: r[k] for k in keys} for r in hf]
+    for a, b in zip(got, hf, strict=True):
+        assert a["self_certainty"] == pytest.approx(b["self_certainty"], rel=1e-4)
+    assert metrics["self_certainty_mean"] == pytest.approx(hf_metrics["self_certainty_mean"], rel=1e-4)
+
+
 def test_seeded_sampling_beyond_one_prefill_step(engine, toy_prompts) -> None:
     """256 seeded requests of ~70 tokens overflow one step's 4096-token budget: with chunked prefill
     (vLLM's default) this raised "CPU Generator does not use offset" (see vllm_runtime.CPU_ENGINE_ARGS).
@@ -225,3 +242,6 @@ def test_dvc_exp_run_smoke_with_vllm(tmp_path) -> None:
         metrics = json.loads((path / "results/train" / method / "metrics.json").read_text())
         assert metrics["steps"] == 2
     assert "engine: vllm" in (path / "params.yaml").read_text()
+    for model in ("base", "intuitor", "grpo", "grpo_pv"):  # the evaluate stages decode with vLLM too
+        metrics = json.loads((path / "results/eval" / model / "arith/metrics.json").read_text())
+        assert metrics["engine"] == "vllm" and metrics["n"] == 6 and metrics["self_certainty_mean"] > 0

@@ -21,7 +21,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 from pipeline.config import ConfigError, SamplingConfig, TrainConfig
 from pipeline.models import tiny_random_model, tiny_tokenizer
 from pipeline.rollout import vllm as vllm_engine
-from pipeline.rollout.factory import make_engine
+from pipeline.rollout.factory import make_engine, make_eval_engine
 from pipeline.rollout.hf import HFRolloutEngine
 from pipeline.rollout.sampling import request_seed
 from pipeline.rollout.vllm import (
@@ -430,6 +430,23 @@ def test_factory_builds_vllm_from_the_config(fake_vllm, tiny_model, tokenizer, t
     cfg.trainer.mixed_precision = "bf16"
     make_engine(cfg, tiny_model, tokenizer, show_progress=False)
     assert FakeLLM.instances[-1].kwargs["dtype"] == "bfloat16"
+
+
+def test_evaluation_decodes_with_the_training_engine(fake_vllm, tiny_model, tokenizer, tmp_path) -> None:
+    cfg = train_config(tmp_path, "hf")
+    # HF: the runner builds its engine; generation in the weights' own precision on CPU.
+    assert make_eval_engine(cfg.rollout, cfg.model, "bf16", tiny_model, tokenizer, seed=4) == (None, "no")
+    cfg.rollout.engine, cfg.rollout.batch_size = "vllm", 48
+    engine, precision = make_eval_engine(cfg.rollout, cfg.model, "bf16", tiny_model, tokenizer, seed=4)
+    assert isinstance(engine, VLLMRolloutEngine) and precision == "bf16"
+    assert engine.policy is None  # a frozen model: vLLM's own copy from the folder, never resynced
+    kw = FakeLLM.instances[-1].kwargs
+    assert (kw["model"], kw["dtype"], kw["seed"], kw["max_num_seqs"]) == (str(tmp_path), "bfloat16", 4, 48)
+    engine, precision = make_eval_engine(cfg.rollout, cfg.model, "no", tiny_model, tokenizer, seed=4)
+    assert precision == "no" and FakeLLM.instances[-1].kwargs["dtype"] == "float32"
+    cfg.rollout.engine = "sglang"
+    with pytest.raises(ConfigError, match=r"rollout.engine: unknown engine 'sglang'"):
+        make_eval_engine(cfg.rollout, cfg.model, "no", tiny_model, tokenizer, seed=4)
 
 
 @pytest.mark.parametrize("key", ["generation_config", "override_generation_config", "logits_processors"])
