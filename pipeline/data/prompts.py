@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-# The official INTUITOR system prompt (open-r1 recipes; DESIGN.md "Paper settings").
+# The official INTUITOR system prompt (open-r1 recipes; docs/paper.md).
 PAPER_SYSTEM_PROMPT = (
     "You are a helpful AI Assistant, designed to provided well-reasoned and detailed responses. "
     "You FIRST think about the reasoning process step by step and then provide the user with the answer. "
