@@ -28,7 +28,7 @@ import pytest
 
 from pipeline.config import AlgorithmConfig, ModelConfig, TrackingConfig, TrainConfig, TrainerConfig
 from pipeline.tracking import make_tracker, parent_run_id, sanitize_key
-from pipeline.tracking_replay import replay_spool
+from pipeline.tracking.replay import replay_spool
 from pipeline.training import run_training
 
 pytestmark = pytest.mark.integration
@@ -83,7 +83,7 @@ def _replay_cli(*args: str, fault: str | None = None) -> subprocess.CompletedPro
     if fault:
         env["INTUITOR_FAULT"] = fault
     return subprocess.run(
-        [sys.executable, "-m", "pipeline.tracking_spool", "replay", *args],
+        [sys.executable, "-m", "pipeline.tracking.spool", "replay", *args],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -188,13 +188,13 @@ def test_unreachable_server_spools_and_the_command_replays_elsewhere(
     cfg = TrackingConfig(tracking_uri=dead, experiment="server-down", spool_dir=str(spool_dir), retry_s=0)
     t0 = time.monotonic()
     tracker = make_tracker(cfg)
-    with caplog.at_level(logging.WARNING, logger="pipeline.tracking_spool"), tracker.run("train-x") as run_id:
+    with caplog.at_level(logging.WARNING, logger="pipeline.tracking.spool"), tracker.run("train-x") as run_id:
         tracker.log_params({"lr": 0.1})
         for step in range(3):
             tracker.log_metrics({"reward/mean": step / 2}, step=step)
     assert time.monotonic() - t0 < 20
     [spool] = _spools(spool_dir)
-    assert str(spool) in caplog.text and "python -m pipeline.tracking_spool replay" in caplog.text
+    assert str(spool) in caplog.text and "python -m pipeline.tracking.spool replay" in caplog.text
 
     done = _replay_cli("--uri", uri, str(spool))
     assert done.returncode == 0, done.stdout + done.stderr

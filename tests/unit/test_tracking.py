@@ -212,12 +212,12 @@ def test_null_tracker_records_nothing(tmp_path: Path) -> None:
 
 
 def test_make_tracker_mlflow_and_lazy_import(store) -> None:
-    from pipeline.tracking_spool import SpoolingTracker
+    from pipeline.tracking.spool import SpoolingTracker
 
     # the MLflow tracker comes wrapped: calls are spooled while the store is down (issue 7)
     assert isinstance(make_tracker(TrackingConfig(tracking_uri=store[0])), SpoolingTracker)
     code = (
-        "import sys, pipeline.tracking, pipeline.tracking_spool; "
+        "import sys, pipeline.tracking, pipeline.tracking.spool; "
         "assert 'mlflow' not in sys.modules and 'sqlalchemy' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])

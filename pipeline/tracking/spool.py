@@ -2,12 +2,12 @@
 
 `SpoolingTracker` (what `make_tracker` returns for the mlflow backend) sends each call to the store
 while it answers. The first call that fails with an outage (sqlite locked or unreadable, connection
-refused, timeout, HTTP 503: `tracking_outage.is_outage`) turns it offline: that call and all later ones
-are appended to a spool under `tracking.spool_dir` (format: `tracking_replay`). Offline, the store is
+refused, timeout, HTTP 503: `outage.is_outage`) turns it offline: that call and all later ones
+are appended to a spool under `tracking.spool_dir` (format: `replay`). Offline, the store is
 contacted at most every `tracking.retry_s` seconds and only after a probe that waits a second at most;
 when it answers, the spool is replayed in order and the tracker is online again. `end` makes a last attempt; a
 spool left then is replayed by the next tracker that starts on the same store and experiment, or by
-`python -m pipeline.tracking_spool replay [--uri URI] [SPOOL ...]`.
+`python -m pipeline.tracking.spool replay [--uri URI] [SPOOL ...]`.
 
 Decisions:
 - Run ids: a run that could not be created gets the id `offline-<hex>` from `start` (callers store it
@@ -30,18 +30,18 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import TrackingConfig
-from pipeline.tracking import (
-    _END_STATUSES,
+from pipeline.tracking.base import (
+    END_STATUSES,
     Tracker,
-    _cell,
-    _check_table_file,
-    anchor_store,
+    check_table_file,
     flatten_params,
     numeric_metrics,
     run_tags,
+    table_cell,
 )
-from pipeline.tracking_outage import check_uri, connect, fast_fail, is_outage, store_reachable
-from pipeline.tracking_replay import (
+from pipeline.tracking.mlflow_store import anchor_store
+from pipeline.tracking.outage import check_uri, connect, fast_fail, is_outage, store_reachable
+from pipeline.tracking.replay import (
     CLIENT_ID_TAG,
     OFFLINE_PREFIX,
     SpoolWriter,
@@ -54,7 +54,7 @@ from pipeline.tracking_replay import (
 
 _log = logging.getLogger(__name__)
 
-REPLAY_COMMAND = "python -m pipeline.tracking_spool replay"
+REPLAY_COMMAND = "python -m pipeline.tracking.spool replay"
 
 
 class SpoolingTracker(Tracker):
@@ -114,9 +114,9 @@ class SpoolingTracker(Tracker):
             self._submit({"op": "dict", "run": self._run, "obj": obj, "file": artifact_file})
 
     def log_table(self, rows: list[dict[str, Any]], artifact_file: str) -> None:
-        _check_table_file(artifact_file)
+        check_table_file(artifact_file)
         if self._run is not None and rows:
-            cells = [{k: _cell(v) for k, v in row.items()} for row in rows]  # JSON-safe when spooled
+            cells = [{k: table_cell(v) for k, v in row.items()} for row in rows]  # JSON-safe when spooled
             self._submit({"op": "table", "run": self._run, "rows": cells, "file": artifact_file})
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
@@ -125,8 +125,8 @@ class SpoolingTracker(Tracker):
             self._submit(op)
 
     def end(self, status: str = "FINISHED") -> None:
-        if status not in _END_STATUSES:  # checked first: a typo must not leave the run RUNNING
-            raise ValueError(f"status must be one of {_END_STATUSES}, got {status!r}")
+        if status not in END_STATUSES:  # checked first: a typo must not leave the run RUNNING
+            raise ValueError(f"status must be one of {END_STATUSES}, got {status!r}")
         if self._run is None:
             return
         run, self._run = self._run, None  # cleared first: a failing end must not repeat
@@ -217,7 +217,7 @@ class SpoolingTracker(Tracker):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m pipeline.tracking_spool", description="Tracking calls spooled during a store outage."
+        prog="python -m pipeline.tracking.spool", description="Tracking calls spooled during a store outage."
     )
     commands = parser.add_subparsers(dest="command", required=True)
     replay = commands.add_parser("replay", help="replay spooled tracking calls, delete the replayed spools")

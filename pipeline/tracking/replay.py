@@ -28,8 +28,9 @@ from typing import IO, Any
 
 from pipeline.config import TrackingConfig
 from pipeline.faults import fault_point
-from pipeline.tracking import _DVC_TEMP_WORKSPACE, MLflowTracker, _best_effort, anchor_store
-from pipeline.tracking_outage import connect, fast_fail, is_outage
+from pipeline.tracking.base import best_effort
+from pipeline.tracking.mlflow_store import DVC_TEMP_WORKSPACE, MLflowTracker, anchor_store
+from pipeline.tracking.outage import connect, fast_fail, is_outage
 
 _log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ def anchor_dir(folder: str | Path) -> Path:
     if folder.is_absolute():
         return folder
     base = os.getcwd()
-    return Path(base.split(_DVC_TEMP_WORKSPACE, 1)[0] if _DVC_TEMP_WORKSPACE in base else base) / folder
+    return Path(base.split(DVC_TEMP_WORKSPACE, 1)[0] if DVC_TEMP_WORKSPACE in base else base) / folder
 
 
 def _flock(file: IO[Any], wait: bool) -> bool:
@@ -163,11 +164,10 @@ def _resolve(tracker: MLflowTracker, run: str | None, runs: dict[str, str]) -> s
     if not run or not run.startswith(OFFLINE_PREFIX):
         return run
     if run not in runs:
-        query = f"tags.`{CLIENT_ID_TAG}` = '{run[len(OFFLINE_PREFIX) :]}'"
-        found = tracker._client.search_runs([tracker._experiment_id()], filter_string=query, max_results=1)
-        if not found:
+        found = tracker.find_run(f"tags.`{CLIENT_ID_TAG}` = '{run[len(OFFLINE_PREFIX) :]}'")
+        if found is None:
             return None
-        runs[run] = found[0].info.run_id
+        runs[run] = found
     return runs[run]
 
 
@@ -186,10 +186,7 @@ def apply_op(tracker: MLflowTracker, op: Mapping[str, Any], runs: dict[str, str]
             _log.warning(
                 "tracking: parent run %s not found; run %s logged without it", op["parent"], op["run"]
             )
-        run = tracker._client.create_run(
-            tracker._experiment_id(), start_time=op["time"], tags=tags, run_name=op["name"]
-        )
-        runs[op["run"]] = run.info.run_id
+        runs[op["run"]] = tracker.create_run(op["name"], tags, start_time=op["time"])
         return
     run_id = _resolve(tracker, op["run"], runs)
     if run_id is None:
@@ -209,8 +206,8 @@ def apply_op(tracker: MLflowTracker, op: Mapping[str, Any], runs: dict[str, str]
             path = op["path"] if "path" in op else (files or Path()) / op["file"]
             tracker.log_artifact(path, op.get("artifact_path"))
         elif kind == "end":
-            with _best_effort("end", is_outage):
-                tracker._client.set_terminated(run_id, status=op["status"], end_time=op["time"])
+            with best_effort("end", is_outage):
+                tracker.set_terminated(run_id, status=op["status"], end_time=op["time"])
         else:
             _log.warning("tracking: unknown spooled op %r dropped", kind)
     finally:

@@ -1,6 +1,6 @@
 """Telling a tracking-store outage from a bad call, and failing fast while the store is down.
 
-Used by the spooling tracker (tracking_spool) and `tracking.parent_run_id`; nothing here imports MLflow.
+Used by the spooling tracker (`spool`) and `runs.parent_run_id`; nothing here imports MLflow.
 - `is_outage`: the store is down or busy (sqlite locked or unreadable, connection refused, timeout, HTTP
   503), so the call is worth repeating later; anything else is the call's own fault.
 - `store_reachable`: a probe that waits at most a second (sqlite: take the write lock; http:
@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from pipeline.config import TrackingConfig
-from pipeline.tracking import MLflowTracker, anchor_store
+from pipeline.tracking.mlflow_store import MLflowTracker, anchor_store
 
 _SQLITE_BUSY_MS = 5000
 _FAST_HTTP_ENV = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
