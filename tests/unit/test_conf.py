@@ -196,7 +196,8 @@ def test_unavailable_rollout_engine_is_rejected_at_load(tmp_path, monkeypatch) -
     )
     with pytest.raises(ValueError, match=r"rollout.engine=vllm .*vllm package is not installed.*\.\[gpu\]"):
         check_runnable(cfg)
-    check_runnable(load_params(compose_params(tmp_path / "q.yaml", [])))
+    # The HF engine needs no vllm (the demo experiment selects vllm: rollout=hf overrides it).
+    check_runnable(load_params(compose_params(tmp_path / "q.yaml", ["rollout=hf"])))
     # Installed but no GPU: still one clear error; both present: runnable.
     monkeypatch.setattr(
         importlib.util, "find_spec", lambda n, *a: object() if n == "vllm" else real_find_spec(n, *a)
