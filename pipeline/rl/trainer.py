@@ -227,10 +227,8 @@ class Trainer:
         if recorded is not None:
             batch.policy = recorded
         elif fused:  # filled in by the gradient pass
-            zeros = batch.completion_mask.new_zeros
-            batch.policy = TokenScores(
-                None, zeros(batch.completion_mask.shape), zeros(batch.completion_mask.shape)
-            )
+            mask = batch.completion_mask
+            batch.policy = TokenScores(None, torch.zeros_like(mask), torch.zeros_like(mask))
         else:
             batch.policy = self._score(self.scorer, batch, slices)
         if self.reference is not None:

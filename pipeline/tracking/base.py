@@ -60,6 +60,12 @@ def git_sha(cwd: str | Path | None = None) -> str | None:
     return out.stdout.strip() or None
 
 
+def check_end_status(status: str) -> None:
+    # Checked before anything else in `end`: a typo must not leave the run RUNNING.
+    if status not in END_STATUSES:
+        raise ValueError(f"status must be one of {END_STATUSES}, got {status!r}")
+
+
 def check_table_file(artifact_file: str) -> None:
     # Checked in every tracker (NullTracker included) so tests without MLflow catch a bad name too.
     if not artifact_file.endswith((".json", ".parquet")):

@@ -21,9 +21,9 @@ from typing import Any
 
 from pipeline.config import TrackingConfig
 from pipeline.tracking.base import (
-    END_STATUSES,
     Tracker,
     best_effort,
+    check_end_status,
     check_table_file,
     flatten_params,
     numeric_metrics,
@@ -177,8 +177,7 @@ class MLflowTracker(Tracker):
                 self._client.log_artifact(self._run_id, str(path), artifact_path)
 
     def end(self, status: str = "FINISHED") -> None:
-        if status not in END_STATUSES:  # checked first: a typo must not leave the run RUNNING
-            raise ValueError(f"status must be one of {END_STATUSES}, got {status!r}")
+        check_end_status(status)
         if self._run_id is None:
             return
         run_id, self._run_id = self._run_id, None  # cleared first: a failing end must not repeat

@@ -31,8 +31,8 @@ from typing import Any
 
 from pipeline.config import TrackingConfig
 from pipeline.tracking.base import (
-    END_STATUSES,
     Tracker,
+    check_end_status,
     check_table_file,
     flatten_params,
     numeric_metrics,
@@ -125,8 +125,7 @@ class SpoolingTracker(Tracker):
             self._submit(op)
 
     def end(self, status: str = "FINISHED") -> None:
-        if status not in END_STATUSES:  # checked first: a typo must not leave the run RUNNING
-            raise ValueError(f"status must be one of {END_STATUSES}, got {status!r}")
+        check_end_status(status)
         if self._run is None:
             return
         run, self._run = self._run, None  # cleared first: a failing end must not repeat
