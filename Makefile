@@ -55,7 +55,7 @@ demo: setup-vllm  ## the main job: `dvc repro` of the demo experiment (INTUITOR,
 	$(BIN)/dvc repro
 
 params: setup  ## recompose params.yaml from conf/ (e.g. make params OVERRIDES="experiment=smoke")
-	$(BIN)/python -m pipeline.compose $(OVERRIDES)
+	$(BIN)/python -m pipeline.config.compose $(OVERRIDES)
 
 clean:  ## remove outputs (not the venv)
 	rm -rf runs models data results mlflow.db mlruns outputs multirun .pytest_cache

@@ -14,19 +14,13 @@ import argparse
 import importlib.util
 import statistics
 import time
+from pathlib import Path
 
 import torch
 from transformers import Qwen2Config, Qwen2ForCausalLM
 
-from pipeline.config import (
-    AlgorithmConfig,
-    DataConfig,
-    MethodConfig,
-    RewardSpec,
-    TrackingConfig,
-    TrainConfig,
-    TrainerConfig,
-)
+from pipeline.config import TrainConfig, apply_override, build, to_dict
+from pipeline.config.params import load_params
 from pipeline.data.registry import load_prompts
 from pipeline.models import tiny_tokenizer
 from pipeline.rl.trainer import Trainer
@@ -51,6 +45,40 @@ def qwen2_5_0_5b_config(eos: int) -> Qwen2Config:
     )
 
 
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    """INTUITOR as the committed params.yaml sets it up, read without Hydra or DVC (the GPU image has
+    neither), at this check's size: arith prompts without a system prompt (the byte-level tokenizer's
+    own template), HF rollouts in one batch per step, no resume, no checkpoint before the end, no
+    tracking."""
+    cuda = args.device == "cuda"
+    tree = to_dict(load_params(Path(__file__).resolve().parents[1] / "params.yaml").train_config("intuitor"))
+    overrides = {
+        "model.system_prompt": None,
+        "data.name": "arith",
+        "data.train_size": args.prompts * args.steps,
+        "data.test_size": 4,
+        "algorithm.steps": args.steps,
+        "algorithm.group_size": args.group,
+        "algorithm.prompts_per_step": args.prompts,
+        "algorithm.max_new_tokens": args.new_tokens,
+        "algorithm.micro_batch_size": args.micro_batch,
+        "algorithm.beta": 0.005,
+        "algorithm.lr": 1e-6,
+        "rollout.engine": "hf",
+        "rollout.batch_size": args.prompts * args.group,
+        "trainer.device": args.device,
+        "trainer.output_dir": "/tmp/gpu_check",
+        "trainer.resume": False,
+        "trainer.checkpoint_every": 10_000,
+        "trainer.mixed_precision": "bf16" if cuda else "no",
+        "trainer.gradient_checkpointing": True,
+        "tracking.backend": "null",
+    }
+    for key, value in overrides.items():
+        apply_override(tree, key, value)
+    return build(TrainConfig, tree)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=4)
@@ -73,30 +101,8 @@ def main() -> None:
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.eos_token_id
     n_params = sum(p.numel() for p in model.parameters())
-    cfg = TrainConfig(
-        data=DataConfig(name="arith", train_size=args.prompts * args.steps, test_size=4),
-        method=MethodConfig(name="intuitor", rewards=[RewardSpec("self_certainty")]),
-        algorithm=AlgorithmConfig(
-            steps=args.steps,
-            group_size=args.group,
-            prompts_per_step=args.prompts,
-            max_new_tokens=args.new_tokens,
-            micro_batch_size=args.micro_batch,
-            beta=0.005,
-            lr=1e-6,
-        ),
-        trainer=TrainerConfig(
-            device=args.device,
-            output_dir="/tmp/gpu_check",
-            resume=False,
-            checkpoint_every=10_000,
-            mixed_precision="bf16" if cuda else "no",
-            gradient_checkpointing=True,
-        ),
-        tracking=TrackingConfig(backend="null"),
-    )
-    cfg.sampling.batch_size = args.prompts * args.group  # one rollout batch per step
-    prompts = load_prompts(cfg.data, "Answer in the box: \\boxed{}.")
+    cfg = train_config(args)
+    prompts = load_prompts(cfg.data, cfg.model.system_prompt)
     trainer = Trainer(cfg, model, tokenizer, prompts, show_progress=False)
     rows = []
     for step in range(args.steps):

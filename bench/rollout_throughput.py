@@ -26,6 +26,7 @@ trains in its own process (vLLM changes process-wide state); one warm-up step, t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import subprocess
@@ -43,8 +44,7 @@ ENGINES = ("hf-fp32", "hf-bf16", "vllm-bf16", "vllm-fp32")
 
 def _config(args: argparse.Namespace, engine: str) -> Any:
     """The TrainConfig a run composed with these overrides would use (as `dvc exp run -S` composes)."""
-    from pipeline.compose import compose_params
-    from pipeline.params import load_params
+    from pipeline.config.compose import compose_config
     from pipeline.workflow import method_train_config
 
     kind, precision = engine.split("-")
@@ -62,15 +62,13 @@ def _config(args: argparse.Namespace, engine: str) -> Any:
     if kind == "vllm":
         overrides.append(f"rollout.kv_cache_gb={args.kv_cache_gb}")
     out = tempfile.mkdtemp(prefix="rollout_bench_")
-    pcfg = load_params(compose_params(Path(out) / "params.yaml", overrides))
+    pcfg = compose_config(overrides)
     return pcfg, method_train_config(pcfg, "intuitor", [f"trainer.output_dir={out}"])
 
 
 def grpo_worker(args: argparse.Namespace) -> None:
     """One training run (warm-up step + --grpo-steps timed) with rollout=<engine>; prints RESULT json."""
-    from pipeline.compose import compose_params
-    from pipeline.config import TrackingConfig
-    from pipeline.params import load_params
+    from pipeline.config.compose import compose_config
     from pipeline.training import run_training
     from pipeline.workflow import method_train_config, prepare_model
 
@@ -84,10 +82,10 @@ def grpo_worker(args: argparse.Namespace) -> None:
         model_cache=args.model_cache,
         extra=[f"algorithm.temperature={args.temperature}", f"rollout={args.grpo_worker}"],
     )
-    pcfg = load_params(compose_params(Path(out) / "params.yaml", overrides))
+    pcfg = compose_config(overrides)
     prepare_model(pcfg)
     tcfg = method_train_config(pcfg, "grpo", [f"trainer.output_dir={out}"])
-    tcfg.tracking = TrackingConfig(backend="null")
+    tcfg = dataclasses.replace(tcfg, tracking=dataclasses.replace(tcfg.tracking, backend="null"))
     t0 = time.perf_counter()
     result = run_training(tcfg, show_progress=False)
     wall = time.perf_counter() - t0

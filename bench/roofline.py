@@ -32,6 +32,7 @@ Summary line last.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import time
 from typing import Any
@@ -210,7 +211,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    from pipeline.config import ModelConfig
+    from pipeline.config.compose import compose_config
     from pipeline.models import load_model_and_tokenizer, resolve_model_path
 
     precision = resolve_mixed_precision(args.precision, "cpu")
@@ -227,7 +228,8 @@ def main() -> None:
     gflops = peaks[decode_precision]
     print(f"HF decode runs in {decode_precision}, the training pass in {precision}")
 
-    mcfg = ModelConfig(cache_dir=args.model_cache)
+    # conf/model/smollm2_135m.yaml, kept in --model-cache
+    mcfg = dataclasses.replace(compose_config(["model=smollm2_135m"]).model, cache_dir=args.model_cache)
     model, tokenizer = load_model_and_tokenizer(mcfg)
     cfg = model.config
     n_params = sum(p.numel() for p in model.parameters())  # tied head counted once

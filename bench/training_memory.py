@@ -18,6 +18,7 @@ after the model, its gradient buffers and the inputs exist (a warm-up backward o
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import resource
 import subprocess
@@ -44,13 +45,15 @@ def _batch(vocab: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 
 
 def run_variant(variant: str, micro_batch: int, model_cache: str, threads: int) -> dict:
-    from pipeline.config import ModelConfig
+    from pipeline.config.compose import compose_config
     from pipeline.models import load_model_and_tokenizer
     from pipeline.prompt_cache import position_ids_from_mask
     from pipeline.rl.scoring import score_completions
 
     torch.set_num_threads(threads)
-    model, _ = load_model_and_tokenizer(ModelConfig(cache_dir=model_cache))
+    # conf/model/smollm2_135m.yaml, kept in --model-cache
+    model_cfg = dataclasses.replace(compose_config(["model=smollm2_135m"]).model, cache_dir=model_cache)
+    model, _ = load_model_and_tokenizer(model_cfg)
     model.eval()
     ids, attn, cmask = _batch(model.config.vocab_size)
     # warm-up: gradient buffers and lazily allocated state belong to the baseline

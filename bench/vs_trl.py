@@ -33,6 +33,7 @@ reported. Peak RSS is the process's ru_maxrss.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import resource
@@ -70,15 +71,12 @@ def _overrides(args: argparse.Namespace, out_dir: str) -> list[str]:
 
 
 def _compose(args: argparse.Namespace, out_dir: str) -> Any:
-    from pipeline.compose import compose_params
-    from pipeline.params import load_params
+    from pipeline.config.compose import compose_config
 
-    params = compose_params(Path(out_dir) / "params.yaml", _overrides(args, out_dir))
-    return load_params(params)
+    return compose_config(_overrides(args, out_dir))
 
 
 def run_ours(args: argparse.Namespace, method: str) -> dict[str, Any]:
-    from pipeline.config import TrackingConfig
     from pipeline.training import run_training
     from pipeline.workflow import method_train_config, prepare_model
 
@@ -86,7 +84,7 @@ def run_ours(args: argparse.Namespace, method: str) -> dict[str, Any]:
     pcfg = _compose(args, out)
     prepare_model(pcfg)  # the prepare_model stage: writes the dequantized model once
     tcfg = method_train_config(pcfg, method, [f"trainer.output_dir={out}"])
-    tcfg.tracking = TrackingConfig(backend="null")
+    tcfg = dataclasses.replace(tcfg, tracking=dataclasses.replace(tcfg.tracking, backend="null"))
     # Scoring passes (policy, reference, gradient): INTUITOR's reward must not add one. Counted over the
     # whole run (equal micro-batches every step, whatever the completion lengths).
     calls = [0]
@@ -121,15 +119,15 @@ def run_trl(args: argparse.Namespace, micro_batch: int) -> dict[str, Any]:
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from pipeline.config import DataConfig, ModelConfig
     from pipeline.data.registry import load_prompts
     from pipeline.eval.math_grader import grade
     from pipeline.models import load_model_and_tokenizer
 
     torch.set_num_threads(args.threads)
-    model_cfg = ModelConfig(cache_dir=args.model_cache)
-    policy, tokenizer = load_model_and_tokenizer(model_cfg)
-    prompts = load_prompts(DataConfig(name="math", limit=PROMPTS * (args.steps + 1)), model_cfg.system_prompt)
+    # ours' model and data sections (MATH train, its first PROMPTS x (steps + 1) records)
+    pcfg = _compose(args, tempfile.mkdtemp(prefix="vs_trl_trl_cfg_"))
+    policy, tokenizer = load_model_and_tokenizer(pcfg.model)
+    prompts = load_prompts(pcfg.data, pcfg.model.system_prompt)
     data = Dataset.from_list(
         [{"prompt": p.messages, "gold": p.gold, "fallback": p.answer_fallback} for p in prompts]
     )

@@ -19,8 +19,8 @@ from hydra.utils import get_original_cwd
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline.config import PipelineConfig, build
+from pipeline.config.params import check_runnable
 from pipeline.launcher import launch_train_stage, needs_launch
-from pipeline.params import check_runnable
 from pipeline.tracking import anchor_store
 from pipeline.workflow import (
     evaluate_model,

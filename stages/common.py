@@ -7,8 +7,8 @@ import sys
 from collections.abc import Callable
 
 from pipeline.config import ConfigError, PipelineConfig
+from pipeline.config.params import check_runnable, load_params
 from pipeline.data.jsonl import DataError
-from pipeline.params import check_runnable, load_params
 from pipeline.rl.checkpoint import CheckpointError
 from pipeline.rl.divergence import TrainingDiverged
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipeline.compose import compose_params
+from pipeline.config.compose import compose_params
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,13 +1,6 @@
-"""Prompt templates: the paper's system prompt and chat message construction."""
+"""Chat message construction (the system prompt itself is a config value: conf/system_prompt/)."""
 
 from __future__ import annotations
-
-# The official INTUITOR system prompt (open-r1 recipes; docs/paper.md).
-PAPER_SYSTEM_PROMPT = (
-    "You are a helpful AI Assistant, designed to provided well-reasoned and detailed responses. "
-    "You FIRST think about the reasoning process step by step and then provide the user with the answer. "
-    "Please enclose your final answer in the box: \\boxed{Your Answer}."
-)
 
 
 def chat_messages(question: str, system_prompt: str | None) -> list[dict[str, str]]:

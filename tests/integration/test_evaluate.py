@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from smoke_config import benchmark_config, data_config
 
-from pipeline.config import BenchmarkConfig, DataConfig
 from pipeline.eval.benchmarks import load_benchmark
 from pipeline.eval.runner import evaluate_prompts, save_evaluation
 from pipeline.eval.stats import wilson_interval
@@ -19,10 +19,10 @@ pytestmark = pytest.mark.integration
     ("name", "fallback"), [("gsm8k", "last_number"), ("math500", "none"), ("arith", "last_number")]
 )
 def test_benchmark_evaluates_and_records(tmp_path, tokenizer, name: str, fallback: str) -> None:
-    bench = BenchmarkConfig(name=name, limit=5, seed=3, max_new_tokens=6, batch_size=4)
-    prompts = load_benchmark(bench, DataConfig(test_size=12), "SYS")
+    bench = benchmark_config(name, limit=5, seed=3, max_new_tokens=6, batch_size=4)
+    prompts = load_benchmark(bench, data_config(test_size=12), "SYS")
     assert len(prompts) == 5 and all(p.answer_fallback == fallback and p.gold for p in prompts)
-    assert [p.id for p in prompts] == [p.id for p in load_benchmark(bench, DataConfig(test_size=12), "SYS")]
+    assert [p.id for p in prompts] == [p.id for p in load_benchmark(bench, data_config(test_size=12), "SYS")]
     records, metrics = evaluate_prompts(tiny_random_model(), tokenizer, prompts, bench, show_progress=False)
     assert metrics["n"] == 5 and len(records) == 5
     assert (metrics["ci95_low"], metrics["ci95_high"]) == wilson_interval(
@@ -56,8 +56,8 @@ def test_wilson_interval_known_values() -> None:
 def test_every_benchmark_runs_end_to_end_on_the_tiny_model(tmp_path, tokenizer, name, split, metric) -> None:
     from pipeline.data.records import read_prompts, write_prompts
 
-    bench = BenchmarkConfig(name=name, split=split, limit=2, seed=1, max_new_tokens=8, batch_size=2)
-    prompts = load_benchmark(bench, DataConfig(), "SYS")
+    bench = benchmark_config(name, split=split, limit=2, seed=1, max_new_tokens=8, batch_size=2)
+    prompts = load_benchmark(bench, data_config(), "SYS")
     # the data stage's jsonl round trip keeps everything the grader needs
     write_prompts(prompts, tmp_path / "items.jsonl")
     prompts = read_prompts(tmp_path / "items.jsonl")

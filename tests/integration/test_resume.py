@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
+from smoke_config import train_config
 
-from pipeline.config import AlgorithmConfig, TrackingConfig, TrainConfig, TrainerConfig
+from pipeline.config import TrainConfig
 from pipeline.models import tiny_random_model
 from pipeline.rl.checkpoint import latest_checkpoint, list_checkpoints
 from pipeline.rl.trainer import Trainer
@@ -15,15 +18,26 @@ from pipeline.rl.trainer import Trainer
 pytestmark = pytest.mark.integration
 
 
-def _cfg(out, steps: int = 4, precision: str = "auto") -> TrainConfig:
-    return TrainConfig(
-        algorithm=AlgorithmConfig(
-            steps=steps, group_size=4, prompts_per_step=2, lr=1e-3, micro_batch_size=3, max_new_tokens=10
-        ),
-        trainer=TrainerConfig(
-            output_dir=str(out), checkpoint_every=1, keep_last=2, mixed_precision=precision
-        ),
-        tracking=TrackingConfig(backend="null"),
+def _cfg(
+    out: Path, steps: int = 4, precision: str = "auto", overrides: dict[str, Any] | None = None
+) -> TrainConfig:
+    """smoke's INTUITOR run of `steps` steps into `out`, a checkpoint every step, no tracking."""
+    return train_config(
+        "intuitor",
+        overrides={
+            "algorithm.steps": steps,
+            "algorithm.group_size": 4,
+            "algorithm.prompts_per_step": 2,
+            "algorithm.lr": 1e-3,
+            "algorithm.micro_batch_size": 3,
+            "algorithm.max_new_tokens": 10,
+            "trainer.output_dir": str(out),
+            "trainer.checkpoint_every": 1,
+            "trainer.keep_last": 2,
+            "trainer.mixed_precision": precision,
+            "tracking.backend": "null",
+            **(overrides or {}),
+        },
     )
 
 
@@ -91,14 +105,12 @@ def test_checkpoint_of_another_config_is_not_resumed(tmp_path, tokenizer, toy_pr
     Trainer(
         _cfg(out, steps=3), tiny_random_model(seed=3), tokenizer, toy_prompts, show_progress=False
     ).train()
-    changed = _cfg(out, steps=3)
-    changed.algorithm.lr = 5e-4  # a different trajectory: the old checkpoints must not be continued
+    # a different trajectory: the old checkpoints must not be continued
+    changed = _cfg(out, steps=3, overrides={"algorithm.lr": 5e-4})
     result = Trainer(changed, tiny_random_model(seed=3), tokenizer, toy_prompts, show_progress=False).train()
     assert result.resumed_from == 0 and len(result.history) == 3
     # bookkeeping-only changes keep the checkpoint valid
-    again = _cfg(out, steps=3)
-    again.algorithm.lr = 5e-4
-    again.trainer.keep_last = 5
+    again = _cfg(out, steps=3, overrides={"algorithm.lr": 5e-4, "trainer.keep_last": 5})
     assert (
         Trainer(again, tiny_random_model(seed=3), tokenizer, toy_prompts, show_progress=False)
         .train()

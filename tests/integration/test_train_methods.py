@@ -2,33 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 from mlflow import MlflowClient
+from smoke_config import METHODS, train_config
 
-from pipeline.config import (
-    AlgorithmConfig,
-    MethodConfig,
-    RewardSpec,
-    TrackingConfig,
-    TrainConfig,
-    TrainerConfig,
-)
+from pipeline.config import TrainConfig
+from pipeline.eval.math_grader import extract_answer, grade
 from pipeline.models import tiny_random_model
 from pipeline.rl.trainer import Trainer
-from pipeline.tracking import MLflowTracker
+from pipeline.tracking import MLflowTracker, NullTracker
+from pipeline.types import Prompt
 
 pytestmark = pytest.mark.integration
 
-METHODS = {
-    "intuitor": [RewardSpec("self_certainty")],
-    "grpo": [RewardSpec("gold")],
-    "grpo_pv": [RewardSpec("plurality_vote")],
-    "intuitor_offline": [RewardSpec("self_certainty", source="reference")],
-    "entropy": [RewardSpec("entropy")],
-}
 REQUIRED = [
     "reward/mean",
     "reward/std",
@@ -48,44 +40,95 @@ REQUIRED = [
     "throughput/tokens_per_s",
     "gold/reward_correlation",
 ]
+# What these tests run: smoke's config of the method with these changes.
+CHANGES: dict[str, Any] = {
+    "algorithm.steps": 3,
+    "algorithm.group_size": 4,
+    "algorithm.prompts_per_step": 2,
+    "algorithm.lr": 1e-3,
+    "algorithm.micro_batch_size": 3,
+    "algorithm.max_new_tokens": 12,
+    "trainer.log_completions": 4,
+    "tracking.experiment": "test",
+}
 
 
-def _cfg(tmp_path, method: str, beta: float = 0.005, **alg) -> TrainConfig:
-    return TrainConfig(
-        method=MethodConfig(name=method, rewards=METHODS[method]),
-        algorithm=AlgorithmConfig(
-            steps=3,
-            group_size=4,
-            prompts_per_step=2,
-            lr=1e-3,
-            beta=beta,
-            micro_batch_size=3,
-            max_new_tokens=12,
-            **alg,
-        ),
-        trainer=TrainerConfig(output_dir=str(tmp_path / method), log_completions=4),
-        tracking=TrackingConfig(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", experiment="test"),
+def _cfg(tmp_path: Path, method: str, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """smoke's `method` with CHANGES and `overrides`; checkpoints in tmp_path/<method>, MLflow beside."""
+    return train_config(method, tmp_path, {**CHANGES, **(overrides or {})})
+
+
+class _Tables(NullTracker):
+    """Keeps the tables a trainer logs (its completions), logs nothing else."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+
+    def log_table(self, rows: list[dict[str, Any]], artifact_file: str) -> None:
+        super().log_table(rows, artifact_file)
+        self.rows.extend(rows)
+
+
+def _answerable(cfg: TrainConfig, tokenizer, prompts: list[Prompt]) -> list[Prompt]:
+    """`prompts` graded as smoke's arith training data is (a completion without a box answers with its
+    last number), each gold set to an answer the seeded model gives in some but not all of its step-0
+    completions of that prompt, where one exists.
+
+    The random model never writes `\\boxed{}`: with the toy prompts' "none" fallback the gold and
+    plurality-vote rewards are 0 for every completion, so advantages are 0 and nothing is updated. A
+    rollout depends on the weights, the prompts' text and the seed, never on a gold: a run on the
+    returned prompts samples at step 0 exactly the completions this probe step saw (later steps differ
+    once the weights move)."""
+    numbered = [dataclasses.replace(p, answer_fallback="last_number") for p in prompts]
+    rows = cfg.algorithm.group_size * cfg.algorithm.prompts_per_step
+    probe_cfg = dataclasses.replace(cfg, trainer=dataclasses.replace(cfg.trainer, log_completions=rows))
+    tables = _Tables()
+    probe = Trainer(
+        probe_cfg, tiny_random_model(seed=1), tokenizer, numbered, tracker=tables, show_progress=False
     )
+    probe.step(0)
+    assert len(tables.rows) == rows
+    texts: dict[str, list[str]] = {}
+    for row in tables.rows:
+        texts.setdefault(row["prompt_id"], []).append(row["completion"])
+    gold: dict[str, str] = {}
+    for pid, group in texts.items():
+        for text in group:
+            answer = extract_answer(text, "last_number").answer
+            if answer is None:
+                continue
+            right = sum(grade(t, answer, "last_number").correct for t in group)
+            if 0 < right < len(group):
+                gold[pid] = answer
+                break
+    assert gold, f"no step-0 group has an answer that some but not all completions give: {texts}"
+    return [dataclasses.replace(p, gold=gold.get(p.id, p.gold)) for p in numbered]
 
 
-@pytest.mark.parametrize("method", list(METHODS))
+@pytest.mark.parametrize("method", METHODS)
 def test_three_steps_per_method(tmp_path, tokenizer, toy_prompts, method: str) -> None:
     cfg = _cfg(tmp_path, method)
+    prompts = toy_prompts
+    if method in ("grpo", "grpo_pv"):  # rewards read from the completions' answers
+        prompts = _answerable(cfg, tokenizer, toy_prompts)
     model = tiny_random_model(seed=1)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     tracker = MLflowTracker(cfg.tracking)
     with tracker.run(f"train-{method}", tags={"method": method}) as run_id:
-        result = Trainer(cfg, model, tokenizer, toy_prompts, tracker=tracker, show_progress=False).train()
+        result = Trainer(cfg, model, tokenizer, prompts, tracker=tracker, show_progress=False).train()
     assert [m["step"] for m in result.history] == [0, 1, 2]
     last = result.history[-1]
     for key in REQUIRED:
         assert key in last, key
     assert all(math.isfinite(v) for k, v in last.items() if k != "gold/reward_correlation")
     assert (result.final_model / "config.json").is_file()
+    # Every method's rewards vary within a group at step 0 (the continuous label-free ones within every
+    # group; gold and vote where some but not all completions are right / in the plurality) -> non-zero
+    # advantages -> an update. Checked apart from the weights: under bf16 autocast the KL term against
+    # the bf16 reference alone moves them, whatever the advantages.
+    assert result.history[0]["reward/group_std"] > 0
     changed = max(float((model.state_dict()[k] - before[k]).abs().max()) for k in before)
-    if method in ("intuitor", "intuitor_offline", "entropy"):
-        # continuous label-free rewards vary within every group -> non-zero advantages -> an update
-        assert changed > 0
+    assert changed > 0
     client = MlflowClient(tracking_uri=cfg.tracking.tracking_uri)
     history = client.get_metric_history(run_id, "reward/mean")
     assert [h.step for h in history] == [0, 1, 2]
@@ -95,18 +138,18 @@ def test_three_steps_per_method(tmp_path, tokenizer, toy_prompts, method: str) -
 
 
 def test_beta_zero_skips_reference(tmp_path, tokenizer, toy_prompts) -> None:
-    cfg = _cfg(tmp_path, "intuitor", beta=0.0)
+    cfg = _cfg(tmp_path, "intuitor", {"algorithm.beta": 0.0})
     trainer = Trainer(cfg, tiny_random_model(seed=1), tokenizer, toy_prompts, show_progress=False)
     assert trainer.reference is None
     result = trainer.train()
     assert "kl" not in result.history[-1]
     # the offline ablation needs the reference even with beta = 0
-    cfg_off = _cfg(tmp_path, "intuitor_offline", beta=0.0)
+    cfg_off = _cfg(tmp_path, "intuitor_offline", {"algorithm.beta": 0.0})
     assert Trainer(cfg_off, tiny_random_model(seed=1), tokenizer, toy_prompts, show_progress=False).reference
 
 
 def test_num_iterations_reuses_rollouts(tmp_path, tokenizer, toy_prompts) -> None:
-    cfg = _cfg(tmp_path, "intuitor", num_iterations=2)
+    cfg = _cfg(tmp_path, "intuitor", {"algorithm.num_iterations": 2})
     trainer = Trainer(cfg, tiny_random_model(seed=1), tokenizer, toy_prompts, show_progress=False)
     result = trainer.train()
     assert len(result.history) == 3
@@ -125,13 +168,14 @@ def test_reference_stays_the_base_model(tmp_path, tokenizer, toy_prompts) -> Non
 
 
 def _one_step(tmp_path, tokenizer, toy_prompts, **trainer) -> tuple[dict, Trainer]:
-    cfg = _cfg(tmp_path, "intuitor")
-    cfg.algorithm.steps = 1
-    cfg.algorithm.warmup_ratio = 0.0  # a warm-up step would have lr 0
-    cfg.tracking.backend = "null"
-    for key, value in trainer.items():
-        setattr(cfg.trainer, key, value)
-    cfg.trainer.output_dir = str(tmp_path / "-".join(f"{k}{v}" for k, v in trainer.items()))
+    overrides = {
+        "algorithm.steps": 1,
+        "algorithm.warmup_ratio": 0.0,  # a warm-up step would have lr 0
+        "tracking.backend": "null",
+        **{f"trainer.{key}": value for key, value in trainer.items()},
+        "trainer.output_dir": str(tmp_path / "-".join(f"{k}{v}" for k, v in trainer.items())),
+    }
+    cfg = _cfg(tmp_path, "intuitor", overrides)
     t = Trainer(cfg, tiny_random_model(seed=1), tokenizer, toy_prompts, show_progress=False)
     t.train()
     return {k: v.clone() for k, v in t.policy.state_dict().items()}, t
@@ -153,8 +197,7 @@ def test_gradient_checkpointing_changes_nothing(tmp_path, tokenizer, toy_prompts
 def test_gradient_checkpointing_refuses_dropout(tmp_path, tokenizer, toy_prompts) -> None:
     model = tiny_random_model(seed=1)
     model.config.attention_dropout = 0.1
-    cfg = _cfg(tmp_path, "intuitor")
-    cfg.trainer.gradient_checkpointing = True
+    cfg = _cfg(tmp_path, "intuitor", {"trainer.gradient_checkpointing": True})
     with pytest.raises(ValueError, match="without dropout"):
         Trainer(cfg, model, tokenizer, toy_prompts, show_progress=False)
 
@@ -195,16 +238,18 @@ def _intuitor_step(
     """One fp32 INTUITOR step: (weight change [P], metrics, decoder calls outside rollouts).
 
     record: the engine records certainty and entropy during rollout (the HF engine) or not (as vLLM)."""
-    cfg = _cfg(tmp_path, "intuitor")
-    cfg.algorithm.steps = 1
-    cfg.algorithm.warmup_ratio = 0.0
-    cfg.algorithm.micro_batch_size = micro_batch
-    cfg.algorithm.loss_aggregation = aggregation
-    cfg.tracking.backend = "null"
-    cfg.trainer.output_dir = str(tmp_path / f"record{record}-mb{micro_batch}-{aggregation}")
-    # fp32: generate's logits and the scoring pass's come from different kernels, which bf16 would
-    # round differently; the equivalence is what is tested here
-    cfg.trainer.mixed_precision = "no"
+    overrides = {
+        "algorithm.steps": 1,
+        "algorithm.warmup_ratio": 0.0,
+        "algorithm.micro_batch_size": micro_batch,
+        "algorithm.loss_aggregation": aggregation,
+        "tracking.backend": "null",
+        "trainer.output_dir": str(tmp_path / f"record{record}-mb{micro_batch}-{aggregation}"),
+        # fp32: generate's logits and the scoring pass's come from different kernels, which bf16 would
+        # round differently; the equivalence is what is tested here
+        "trainer.mixed_precision": "no",
+    }
+    cfg = _cfg(tmp_path, "intuitor", overrides)
     t = Trainer(cfg, tiny_random_model(seed=1), tokenizer, toy_prompts, show_progress=False)
     t.engine.record_token_scores = record
     calls = _count_scoring_calls(t)

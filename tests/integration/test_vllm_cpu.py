@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from smoke_config import benchmark_config, model_config
 
-from pipeline.config import ModelConfig, SamplingConfig
+from pipeline.config import SamplingConfig
 from pipeline.models import load_model_and_tokenizer, save_atomically, tiny_random_model, tiny_tokenizer
 from pipeline.rl.batch import collate_groups
 from pipeline.rl.scoring import CompletionScorer
@@ -60,7 +61,7 @@ def model_dir(tmp_path_factory) -> str:
 
 @pytest.fixture(scope="module")
 def policy_and_tokenizer(model_dir):
-    return load_model_and_tokenizer(ModelConfig(name_or_path=model_dir, system_prompt=None), "cpu")
+    return load_model_and_tokenizer(model_config(name_or_path=model_dir, system_prompt=None), "cpu")
 
 
 @pytest.fixture(scope="module")
@@ -178,11 +179,10 @@ def test_sync_after_an_optimizer_step_samples_the_new_weights(engine, policy_and
 def test_evaluation_with_vllm_equals_hf_in_fp32(engine, policy_and_tokenizer, toy_prompts) -> None:
     """The evaluate stage with rollout=vllm: vLLM decodes greedily, a scoring pass supplies each answer's
     self-certainty (vLLM records none). In fp32 both match the HF engine's evaluation."""
-    from pipeline.config import BenchmarkConfig
     from pipeline.eval.runner import evaluate_prompts
 
     policy, tokenizer = policy_and_tokenizer
-    bench = BenchmarkConfig(name="arith", max_new_tokens=MAX_NEW_TOKENS, batch_size=4)
+    bench = benchmark_config("arith", max_new_tokens=MAX_NEW_TOKENS, batch_size=4)
     hf, hf_metrics = evaluate_prompts(policy, tokenizer, toy_prompts, bench, show_progress=False)
     got, metrics = evaluate_prompts(policy, tokenizer, toy_prompts, bench, show_progress=False, engine=engine)
     keys = ("id", "completion", "extracted", "correct", "length", "clipped")

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.compose import compose_params
+from pipeline.config.compose import compose_params
 from stages.common import run_stage
 
 REPO = Path(__file__).resolve().parents[2]

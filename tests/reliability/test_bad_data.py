@@ -13,14 +13,16 @@ import logging
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from smoke_config import benchmark_config, data_config, train_config
 
-from pipeline.compose import compose_params
-from pipeline.config import BenchmarkConfig, ConfigError, DataConfig
+from pipeline.config import ConfigError
+from pipeline.config.compose import compose_params
 from pipeline.data.jsonl import DataError
 from pipeline.data.math import load_math
 from pipeline.data.records import read_prompts, write_prompts
@@ -49,7 +51,7 @@ def _lines(path: Path, rows: list[Any]) -> Path:
 def test_malformed_jsonl_line_names_file_and_line(tmp_path) -> None:
     path = _lines(tmp_path / "train.jsonl", [_math(0), _math(1), '{"problem": "p2", "solution": '])
     with pytest.raises(DataError, match=rf"^{path}:3: invalid JSON"):
-        load_prompts(DataConfig(name="math", path=str(path)), None)
+        load_prompts(data_config(name="math", path=str(path)), None)
 
 
 def test_malformed_line_in_gzip_json_array_and_non_utf8(tmp_path) -> None:
@@ -101,23 +103,23 @@ def test_train_time_read_of_data_train_jsonl_names_file_and_line(tmp_path) -> No
 def test_missing_field_names_file_line_and_field(tmp_path, name: str, rows: list, field: str) -> None:
     path = _lines(tmp_path / "train.jsonl", rows)
     with pytest.raises(DataError, match=rf"^{path}:2: record lacks field '{field}'"):
-        load_prompts(DataConfig(name=name, path=str(path)), None)
+        load_prompts(data_config(name=name, path=str(path)), None)
 
 
 def test_missing_or_mistyped_field_in_json_array_and_benchmark(tmp_path) -> None:
     arr = tmp_path / "train.json"
     arr.write_text(json.dumps([_math(0), {"problem": "p1"}]))
     with pytest.raises(DataError, match=rf"^{arr}\[1\]: record lacks field 'solution'"):
-        load_prompts(DataConfig(name="math", path=str(arr)), None)
+        load_prompts(data_config(name="math", path=str(arr)), None)
     # A number where text belongs would only fail later, in the tokenizer, with no location.
     path = _lines(tmp_path / "typed.jsonl", [_math(0), {**_math(1), "problem": 12}])
     with pytest.raises(DataError, match=rf"^{path}:2: field 'problem' must be str, got int"):
-        load_prompts(DataConfig(name="math", path=str(path)), None)
+        load_prompts(data_config(name="math", path=str(path)), None)
     bench = _lines(
         tmp_path / "m500.jsonl", [{"problem": "p", "answer": "1", "unique_id": "u0"}, {"problem": "p"}]
     )
     with pytest.raises(DataError, match=rf"^{bench}:2: record lacks field 'unique_id'"):
-        load_benchmark(BenchmarkConfig(name="math500", path=str(bench)), DataConfig(), None)
+        load_benchmark(benchmark_config("math500", path=str(bench)), data_config(), None)
 
 
 # -- an empty dataset -------------------------------------------------------------------------------------
@@ -126,23 +128,24 @@ def test_missing_or_mistyped_field_in_json_array_and_benchmark(tmp_path) -> None
 def test_empty_dataset_is_an_error(tmp_path) -> None:
     blank = _lines(tmp_path / "blank.jsonl", ["", "   "])
     with pytest.raises(DataError, match=rf"^{blank}: the file holds no records"):
-        load_prompts(DataConfig(name="gsm8k", path=str(blank)), None)
+        load_prompts(data_config(name="gsm8k", path=str(blank)), None)
     array = tmp_path / "empty.json"
     array.write_text("[]")
     with pytest.raises(DataError, match=rf"^{array}: the file holds no records"):
-        load_prompts(DataConfig(name="math", path=str(array)), None)
+        load_prompts(data_config(name="math", path=str(array)), None)
     # `limit: 0` would write an empty data/train.jsonl (params.yaml bounds it too; this is the API path).
     good = _lines(tmp_path / "good.jsonl", [_math(0)])
     with pytest.raises(ConfigError, match=r"^data\.limit: must be a positive count"):
-        load_prompts(DataConfig(name="math", path=str(good), limit=0), None)
+        # replace(): a config object built in code, past build()'s range check
+        load_prompts(replace(data_config(name="math", path=str(good)), limit=0), None)
     with pytest.raises(ConfigError, match=r"^benchmarks\.math500\.limit: must be a positive count"):
-        load_benchmark(BenchmarkConfig(name="math500", path=str(good), limit=0), DataConfig(), None)
+        load_benchmark(replace(benchmark_config("math500", path=str(good)), limit=0), data_config(), None)
 
 
 def test_dataset_emptied_by_skipping_is_an_error(tmp_path) -> None:
     path = _lines(tmp_path / "train.jsonl", [_math(0, "\\text{ }"), {**_math(1), "solution": "no box"}])
     with pytest.raises(DataError, match=rf"^{path}: no usable records for data \(2 skipped: "):
-        load_prompts(DataConfig(name="math", path=str(path), on_invalid="skip"), None)
+        load_prompts(data_config(name="math", path=str(path), on_invalid="skip"), None)
     # A benchmark too: a DataError (exit 2 in a stage), not a ValueError traceback.
     bench = _lines(tmp_path / "m500.jsonl", [{"problem": "p", "answer": "", "unique_id": "u0"}])
     with pytest.raises(DataError, match=r"no usable records for benchmarks\.math500 \(1 skipped: \{'empt"):
@@ -153,12 +156,12 @@ def test_dataset_emptied_by_skipping_is_an_error(tmp_path) -> None:
 
 
 def _load_train(name: str, path: Path, on_invalid: Any, screen: RecordScreen | None = None) -> list[Prompt]:
-    return load_prompts(DataConfig(name=name, path=str(path), on_invalid=on_invalid), None, screen)
+    return load_prompts(data_config(name=name, path=str(path), on_invalid=on_invalid), None, screen)
 
 
 def _load_bench(name: str, path: Path, on_invalid: Any, screen: RecordScreen | None = None) -> list[Prompt]:
-    bench = BenchmarkConfig(name=name, path=str(path), on_invalid=on_invalid)
-    return load_benchmark(bench, DataConfig(), None, screen)
+    bench = benchmark_config(name, path=str(path), on_invalid=on_invalid)
+    return load_benchmark(bench, data_config(), None, screen)
 
 
 GSM_OK = {"question": "q", "answer": "#### 3"}
@@ -251,18 +254,14 @@ def test_prepare_data_stage_skips_and_counts_in_stats_json(tmp_path, smoke_param
 
 
 def test_gold_reward_on_prompts_without_gold_is_an_error_before_loading(tmp_path) -> None:
-    from pipeline.config import MethodConfig, ModelConfig, RewardSpec, TrainConfig, TrainerConfig
     from pipeline.training import run_training
 
     golds = ["4", None, None]
     prompts = [
         Prompt(id=f"q{i}", messages=[{"role": "user", "content": "?"}], gold=g) for i, g in enumerate(golds)
     ]
-    cfg = TrainConfig(
-        model=ModelConfig(name_or_path=str(tmp_path / "no-model")),  # never reached
-        method=MethodConfig(name="grpo", rewards=[RewardSpec("gold")]),
-        trainer=TrainerConfig(output_dir=str(tmp_path / "run")),
-    )
+    # the model is never reached
+    cfg = train_config("grpo", tmp_path, {"model.name_or_path": str(tmp_path / "no-model")})
     with pytest.raises(
         DataError, match=r"2 of 3 training prompts .* have no gold answer \(first: \['q1', 'q2'\]\)"
     ):

@@ -9,6 +9,7 @@ generated that chunk again.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -18,8 +19,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from smoke_config import benchmark_config, data_config, model_config, smoke
 
-from pipeline.config import BenchmarkConfig, DataConfig, ModelConfig, PipelineConfig, TrackingConfig, to_dict
+from pipeline.config import BenchmarkConfig, to_dict
 from pipeline.data.records import write_prompts
 from pipeline.eval.benchmarks import load_benchmark
 from pipeline.eval.partial import PartialSamples, fingerprint, source_digest
@@ -29,12 +31,12 @@ from pipeline.models import save_atomically, tiny_random_model, tiny_tokenizer
 pytestmark = pytest.mark.integration
 PARTIAL = Path("runs/eval/tiny/arith/samples.partial.jsonl")
 OUT = Path("results/eval/tiny/arith")
-DATA = DataConfig(test_size=12)
+DATA = data_config(test_size=12)
 # 10 items in chunks of 4, 4, 2 prompts (one generate batch of 4 each).
-GREEDY = BenchmarkConfig(name="arith", limit=10, max_new_tokens=6, batch_size=4)
+GREEDY = benchmark_config("arith", limit=10, max_new_tokens=6, batch_size=4)
 # 8 items x 3 samples in chunks of 4 prompts (12 completions = 3 batches of 4 each).
-SAMPLED = BenchmarkConfig(
-    name="arith", limit=8, max_new_tokens=6, batch_size=4, n_samples=3, pass_k=[1, 3], temperature=1.0
+SAMPLED = benchmark_config(
+    "arith", limit=8, max_new_tokens=6, batch_size=4, n_samples=3, pass_k=[1, 3], temperature=1.0
 )
 # Differ between runs of the same evaluation by design.
 VOLATILE = {"generate_s", "grade_s", "wall_s", "resumed_items", "mlflow_run_id"}
@@ -42,12 +44,14 @@ VOLATILE = {"generate_s", "grade_s", "wall_s", "resumed_items", "mlflow_run_id"}
 
 def _workspace(root: Path, bench: BenchmarkConfig, model_dir: Path) -> Path:
     """A pipeline folder as the evaluate stage sees it: params.yaml and data/eval/arith.jsonl."""
-    cfg = PipelineConfig(
-        model=ModelConfig(system_prompt="SYS"),
+    cfg = dataclasses.replace(
+        smoke(),
+        model=model_config(system_prompt="SYS"),
         data=DATA,
+        methods={},
         benchmarks={"arith": bench},
         evaluate_models={"tiny": str(model_dir)},
-        tracking=TrackingConfig(backend="null"),
+        tracking=dataclasses.replace(smoke().tracking, backend="null"),
     )
     root.mkdir(parents=True)
     (root / "params.yaml").write_text(yaml.safe_dump(to_dict(cfg)), encoding="utf-8")

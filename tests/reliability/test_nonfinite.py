@@ -12,16 +12,9 @@ import math
 import pytest
 import torch
 from safetensors.torch import load_file
+from smoke_config import train_config
 
-from pipeline.compose import compose_params
-from pipeline.config import (
-    AlgorithmConfig,
-    MethodConfig,
-    RewardSpec,
-    TrackingConfig,
-    TrainConfig,
-    TrainerConfig,
-)
+from pipeline.config.compose import compose_params
 from pipeline.models import tiny_random_model
 from pipeline.rewards.registry import REWARDS
 from pipeline.rewards.self_certainty import self_certainty_reward
@@ -46,16 +39,22 @@ def _nan_at(calls: set[int]):
 
 
 def _trainer(tmp_path, tokenizer, prompts, steps: int, max_nonfinite: int) -> Trainer:
-    cfg = TrainConfig(
-        method=MethodConfig(name="nan", rewards=[RewardSpec("nan_sometimes")]),
-        algorithm=AlgorithmConfig(
-            steps=steps, group_size=2, prompts_per_step=2, max_new_tokens=6, micro_batch_size=4, lr=1e-3
-        ),
-        trainer=TrainerConfig(
-            output_dir=str(tmp_path), checkpoint_every=1, keep_last=10, max_nonfinite_steps=max_nonfinite
-        ),
-        tracking=TrackingConfig(backend="null"),
-    )
+    changes = {
+        "method.name": "nan",
+        "method.rewards": [{"name": "nan_sometimes", "weight": 1.0, "source": "policy"}],
+        "algorithm.steps": steps,
+        "algorithm.group_size": 2,
+        "algorithm.prompts_per_step": 2,
+        "algorithm.max_new_tokens": 6,
+        "algorithm.micro_batch_size": 4,
+        "algorithm.lr": 1e-3,
+        "trainer.output_dir": str(tmp_path),
+        "trainer.checkpoint_every": 1,
+        "trainer.keep_last": 10,
+        "trainer.max_nonfinite_steps": max_nonfinite,
+        "tracking.backend": "null",
+    }
+    cfg = train_config("intuitor", overrides=changes)
     return Trainer(cfg, tiny_random_model(seed=1), tokenizer, prompts, show_progress=False)
 
 

@@ -25,8 +25,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from smoke_config import tracking_config, train_config
 
-from pipeline.config import AlgorithmConfig, ModelConfig, TrackingConfig, TrainConfig, TrainerConfig
 from pipeline.tracking import make_tracker, parent_run_id, sanitize_key
 from pipeline.tracking.replay import replay_spool
 from pipeline.training import run_training
@@ -95,7 +95,7 @@ def _replay_cli(*args: str, fault: str | None = None) -> subprocess.CompletedPro
 def test_locked_store_spools_and_replays_when_released(store, tmp_path: Path) -> None:
     uri, client, db = store
     spool_dir = tmp_path / "spool"
-    cfg = TrackingConfig(tracking_uri=uri, experiment="locked", spool_dir=str(spool_dir), retry_s=0)
+    cfg = tracking_config(tmp_path, tracking_uri=uri, experiment="locked", retry_s=0)
     note = tmp_path / "note.txt"
     note.write_text("hello")
     with locked(db):
@@ -139,7 +139,7 @@ def test_locked_store_spools_and_replays_when_released(store, tmp_path: Path) ->
 def test_store_locked_mid_run_costs_seconds_once(store, tmp_path: Path) -> None:
     uri, client, db = store
     spool_dir = tmp_path / "spool"
-    cfg = TrackingConfig(tracking_uri=uri, experiment="mid-run", spool_dir=str(spool_dir), retry_s=3600)
+    cfg = tracking_config(tmp_path, tracking_uri=uri, experiment="mid-run", retry_s=3600)
     tracker = make_tracker(cfg)
     run_id = tracker.start("mid-run")
     tracker.log_metrics({"loss": 1.0}, step=0)
@@ -159,9 +159,9 @@ def test_store_locked_mid_run_costs_seconds_once(store, tmp_path: Path) -> None:
     assert _history(client, run_id, "loss") == [(0, 1.0), (1, 2.0), (2, 3.0), (3, 4.0)]
 
 
-def test_parent_run_lookup_does_not_wait_on_a_locked_store(store) -> None:
+def test_parent_run_lookup_does_not_wait_on_a_locked_store(store, tmp_path: Path) -> None:
     uri, _, db = store
-    cfg = TrackingConfig(tracking_uri=uri, experiment="parent")
+    cfg = tracking_config(tmp_path, tracking_uri=uri, experiment="parent")
     with locked(db):
         t0 = time.monotonic()
         assert parent_run_id(cfg, "invocation-1") is None
@@ -173,9 +173,9 @@ def test_config_errors_still_raise_at_start(tmp_path: Path) -> None:
     spool_dir = tmp_path / "spool"
     for bad in ("http://", "http://host:port", "sqlite://"):
         with pytest.raises(ValueError, match="tracking_uri"):
-            make_tracker(TrackingConfig(tracking_uri=bad, spool_dir=str(spool_dir)))
+            make_tracker(tracking_config(tmp_path, tracking_uri=bad))
     with pytest.raises(Exception, match="foo://x"):  # MLflow's own error for an unknown scheme
-        make_tracker(TrackingConfig(tracking_uri="foo://x", spool_dir=str(spool_dir)))
+        make_tracker(tracking_config(tmp_path, tracking_uri="foo://x"))
     assert not spool_dir.exists()
 
 
@@ -185,7 +185,7 @@ def test_unreachable_server_spools_and_the_command_replays_elsewhere(
     uri, client, _ = store
     spool_dir = tmp_path / "spool"
     dead = f"http://127.0.0.1:{_closed_port()}"
-    cfg = TrackingConfig(tracking_uri=dead, experiment="server-down", spool_dir=str(spool_dir), retry_s=0)
+    cfg = tracking_config(tmp_path, tracking_uri=dead, experiment="server-down", retry_s=0)
     t0 = time.monotonic()
     tracker = make_tracker(cfg)
     with caplog.at_level(logging.WARNING, logger="pipeline.tracking.spool"), tracker.run("train-x") as run_id:
@@ -225,7 +225,7 @@ def test_failing_server_costs_no_retries(tmp_path: Path, monkeypatch: pytest.Mon
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         uri = f"http://127.0.0.1:{server.server_address[1]}"
-        cfg = TrackingConfig(tracking_uri=uri, spool_dir=str(tmp_path / "spool"), retry_s=3600)
+        cfg = tracking_config(tmp_path, tracking_uri=uri, retry_s=3600)
         t0 = time.monotonic()
         tracker = make_tracker(cfg)
         run_id = tracker.start("r")  # the probe passes, the call fails: MLflow would retry 503s for minutes
@@ -247,7 +247,7 @@ def test_torn_line_ignored_and_a_killed_replay_duplicates_nothing(store, tmp_pat
     uri, client, _ = store
     spool_dir = tmp_path / "spool"
     dead = f"http://127.0.0.1:{_closed_port()}"
-    tracker = make_tracker(TrackingConfig(tracking_uri=dead, experiment="killed", spool_dir=str(spool_dir)))
+    tracker = make_tracker(tracking_config(tmp_path, tracking_uri=dead, experiment="killed"))
     with tracker.run("r") as run_id:
         for step in range(3):
             tracker.log_metrics({"loss": 3.0 - step}, step=step)
@@ -282,16 +282,22 @@ def _same(a: float, b: float) -> bool:
 def test_training_finishes_with_the_store_locked(store, tmp_path: Path, monkeypatch, toy_prompts) -> None:
     uri, client, db = store
     monkeypatch.chdir(tmp_path)  # the spool goes to runs/tracking_spool under the working directory
-    cfg = TrainConfig(
-        model=ModelConfig(
-            name_or_path="builtin:tiny-random", cache_dir=str(tmp_path / "base"), system_prompt=None
-        ),
-        algorithm=AlgorithmConfig(
-            steps=2, group_size=2, prompts_per_step=2, max_new_tokens=6, micro_batch_size=4
-        ),
-        trainer=TrainerConfig(output_dir=str(tmp_path / "out")),
-        tracking=TrackingConfig(tracking_uri=uri, experiment="train-locked", retry_s=0),
-    )
+    changes = {
+        "model.cache_dir": str(tmp_path / "base"),
+        "model.system_prompt": None,
+        "algorithm.steps": 2,
+        "algorithm.group_size": 2,
+        "algorithm.prompts_per_step": 2,
+        "algorithm.max_new_tokens": 6,
+        "algorithm.micro_batch_size": 4,
+        "algorithm.lr": 1e-6,  # the value this test was written with
+        "trainer.output_dir": str(tmp_path / "out"),
+        "tracking.tracking_uri": uri,
+        "tracking.experiment": "train-locked",
+        "tracking.spool_dir": "runs/tracking_spool",
+        "tracking.retry_s": 0,
+    }
+    cfg = train_config("intuitor", overrides=changes)
     with locked(db):
         result = run_training(cfg, show_progress=False, prompts=toy_prompts)
         [spool] = _spools(tmp_path / "runs" / "tracking_spool")

@@ -22,16 +22,10 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from smoke_config import train_config
 
 from pipeline.config import (
-    AlgorithmConfig,
-    DataConfig,
-    MethodConfig,
-    ModelConfig,
-    RewardSpec,
-    TrackingConfig,
     TrainConfig,
-    TrainerConfig,
     to_dict,
 )
 from pipeline.rl.checkpoint import latest_valid_checkpoint, list_checkpoints, verify_checkpoint
@@ -44,17 +38,24 @@ STEPS = 4
 
 
 def _cfg(root: Path) -> TrainConfig:
-    return TrainConfig(
+    changes = {
         # One base model folder for every run of the module: it is written once, by the baseline.
-        model=ModelConfig(name_or_path="builtin:tiny-random", cache_dir=str(root.parent / "base")),
-        data=DataConfig(name="arith", train_size=16, test_size=4),
-        method=MethodConfig(name="intuitor", rewards=[RewardSpec("self_certainty")]),
-        algorithm=AlgorithmConfig(
-            steps=STEPS, group_size=2, prompts_per_step=2, max_new_tokens=8, micro_batch_size=4, lr=1e-3
-        ),
-        trainer=TrainerConfig(output_dir=str(root), checkpoint_every=1, keep_last=2, threads=2),
-        tracking=TrackingConfig(backend="null"),
-    )
+        "model.cache_dir": str(root.parent / "base"),
+        "data.train_size": 16,
+        "data.test_size": 4,
+        "algorithm.steps": STEPS,
+        "algorithm.group_size": 2,
+        "algorithm.prompts_per_step": 2,
+        "algorithm.max_new_tokens": 8,
+        "algorithm.micro_batch_size": 4,
+        "algorithm.lr": 1e-3,
+        "trainer.output_dir": str(root),
+        "trainer.checkpoint_every": 1,
+        "trainer.keep_last": 2,
+        "trainer.threads": 2,
+        "tracking.backend": "null",
+    }
+    return train_config("intuitor", overrides=changes)
 
 
 def _spawn(root: Path, env: dict[str, str] | None = None, **popen) -> subprocess.Popen:

@@ -6,10 +6,13 @@ every matmul output, the logits included, to 8 mantissa bits.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
-from pipeline.config import ModelConfig, SamplingConfig
+from pipeline.config import SamplingConfig
+from pipeline.config.compose import compose_config
 from pipeline.data.math import load_math
 from pipeline.models import load_model_and_tokenizer
 from pipeline.precision import autocast
@@ -23,7 +26,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def batch_and_model(tmp_path_factory):
-    cfg = ModelConfig(cache_dir=str(tmp_path_factory.mktemp("smol") / "base"))
+    # conf/model/smollm2_135m.yaml: the embedded SmolLM2-135M-Instruct with the paper's system prompt
+    cfg = compose_config(["model=smollm2_135m"]).model
+    cfg = dataclasses.replace(cfg, cache_dir=str(tmp_path_factory.mktemp("smol") / "base"))
     model, tok = load_model_and_tokenizer(cfg)
     prompts = load_math(None, "train", cfg.system_prompt, limit=2)
     engine = HFRolloutEngine(model, tok, show_progress=False)

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
 import pytest
 import torch
+from smoke_config import train_config
 from transformers import AutoModelForCausalLM
 
-from pipeline.config import (
-    AlgorithmConfig,
-    ModelConfig,
-    SamplingConfig,
-    TrackingConfig,
-    TrainConfig,
-    TrainerConfig,
-)
+from pipeline.config import SamplingConfig
+from pipeline.config.compose import compose_config
 from pipeline.data.math import load_math
 from pipeline.models import embedded_gguf_path, load_model_and_tokenizer, resolve_model_path
 from pipeline.prompt_cache import position_ids_from_mask
@@ -30,7 +26,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def smol(tmp_path_factory):
-    cfg = ModelConfig(cache_dir=str(tmp_path_factory.mktemp("smol") / "base"))
+    # conf/model/smollm2_135m.yaml: the embedded SmolLM2-135M-Instruct with the paper's system prompt
+    cfg = compose_config(["model=smollm2_135m"]).model
+    cfg = dataclasses.replace(cfg, cache_dir=str(tmp_path_factory.mktemp("smol") / "base"))
     model, tok = load_model_and_tokenizer(cfg)
     return cfg, model, tok
 
@@ -91,12 +89,15 @@ def test_real_model_scoring_matches_float64(smol) -> None:
 
 def test_one_intuitor_step_on_real_model(smol, tmp_path) -> None:
     cfg, model, tok = smol
-    train_cfg = TrainConfig(
-        model=cfg,
-        algorithm=AlgorithmConfig(steps=1, group_size=2, prompts_per_step=1, max_new_tokens=16),
-        trainer=TrainerConfig(output_dir=str(tmp_path / "run")),
-        tracking=TrackingConfig(backend="null"),
-    )
+    overrides = {
+        "algorithm.steps": 1,
+        "algorithm.group_size": 2,
+        "algorithm.prompts_per_step": 1,
+        "algorithm.max_new_tokens": 16,
+        "trainer.output_dir": str(tmp_path / "run"),
+        "tracking.backend": "null",
+    }
+    train_cfg = dataclasses.replace(train_config("intuitor", overrides=overrides), model=cfg)
     prompts = load_math(None, "train", cfg.system_prompt, limit=4)
     result = Trainer(train_cfg, model, tok, prompts, show_progress=False).train()
     m = result.history[0]

@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+from smoke_config import benchmark_config, data_config, smoke
 
-from pipeline.config import BenchmarkConfig, DataConfig, JudgeConfig
+from pipeline.config import to_dict
 from pipeline.data.alpaca_eval import load_alpaca_eval
 from pipeline.data.jsonl import DataError
-from pipeline.data.prompts import PAPER_SYSTEM_PROMPT
 from pipeline.eval.benchmarks import get_benchmark
 from pipeline.eval.benchmarks.alpaca_eval import judge_outputs
 from pipeline.eval.judge import JudgeError, import_alpaca_eval
@@ -44,10 +44,15 @@ needs_alpaca_eval = pytest.mark.skipif(
 NO_KEY_ENV = "INTUITOR_TEST_JUDGE_KEY_UNSET"
 
 
+def _judge() -> dict:
+    """conf/eval/alpaca_eval.yaml's judge section."""
+    return to_dict(benchmark_config("alpaca_eval").judge)
+
+
 @pytest.fixture(scope="module")
 def prompts() -> list[Prompt]:
     return get_benchmark("alpaca_eval").load(
-        BenchmarkConfig(name="alpaca_eval", split="eval"), DataConfig(), "SYS"
+        benchmark_config("alpaca_eval", split="eval"), data_config(), "SYS"
     )
 
 
@@ -74,7 +79,7 @@ def test_loader_count_fields_and_order(prompts: list[Prompt]) -> None:
         }
         assert p.gold is None and p.text is None and p.id == f"alpaca_eval/eval/{i}"
     assert load_alpaca_eval(None, system_prompt=None)[0].messages[0]["role"] == "user"
-    assert load_alpaca_eval(None, system_prompt=PAPER_SYSTEM_PROMPT, limit=3)[2].meta["index"] == 2
+    assert load_alpaca_eval(None, system_prompt=smoke().model.system_prompt, limit=3)[2].meta["index"] == 2
 
 
 def test_bad_record_names_file_and_record(tmp_path: Path) -> None:
@@ -89,19 +94,17 @@ def test_bad_record_names_file_and_record(tmp_path: Path) -> None:
 def test_grade_has_no_per_item_correctness(prompts: list[Prompt]) -> None:
     bench = get_benchmark("alpaca_eval")
     assert bench.metric == "lc_win_rate"
-    verdicts = bench.grade(prompts[:3], ["a", "b", "c"], BenchmarkConfig(name="alpaca_eval"))
+    verdicts = bench.grade(prompts[:3], ["a", "b", "c"], benchmark_config("alpaca_eval"))
     assert [(v.correct, v.extracted, v.source) for v in verdicts] == [(False, None, "not_judged")] * 3
     with pytest.raises(ValueError, match="3 prompts but 2 completions"):
-        bench.grade(prompts[:3], ["a", "b"], BenchmarkConfig())
+        bench.grade(prompts[:3], ["a", "b"], benchmark_config())
 
 
 @needs_data
 @pytest.mark.parametrize("n", [805, 7])
 def test_no_judge_saves_outputs_and_reports_no_number(prompts: list[Prompt], tmp_path: Path, n: int) -> None:
     completions = [f"answer {i}" for i in range(n)]
-    result = judge_outputs(
-        prompts[:n], completions, BenchmarkConfig(name="alpaca_eval"), "my-model", tmp_path
-    )
+    result = judge_outputs(prompts[:n], completions, benchmark_config("alpaca_eval"), "my-model", tmp_path)
     assert result["status"] == "not judged"
     assert result["lc_win_rate"] is None and result["win_rate"] is None and result["n"] == n
     saved = json.loads((tmp_path / "model_outputs.json").read_text(encoding="utf-8"))
@@ -120,8 +123,8 @@ def test_missing_api_key_names_the_variable(
     prompts: list[Prompt], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv(NO_KEY_ENV, raising=False)
-    judge = JudgeConfig(base_url="http://127.0.0.1:9/v1", api_key_env=NO_KEY_ENV)
-    bench = BenchmarkConfig(name="alpaca_eval", judge=judge)
+    judge = {**_judge(), "base_url": "http://127.0.0.1:9/v1", "api_key_env": NO_KEY_ENV}
+    bench = benchmark_config("alpaca_eval", judge=judge)
     with pytest.raises(JudgeError, match=f"environment variable {NO_KEY_ENV} is not set"):
         judge_outputs(prompts[:2], ["x", "y"], bench, "m", tmp_path)
     # the outputs are kept for a later judge run even though judging failed
@@ -227,8 +230,13 @@ def test_judged_path_runs_the_library_and_follows_preferences(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("INTUITOR_TEST_JUDGE_KEY", "sk-local-test")
-    judge = JudgeConfig(base_url=judge_server, model="judge-model", api_key_env="INTUITOR_TEST_JUDGE_KEY")
-    bench = BenchmarkConfig(name="alpaca_eval", judge=judge)
+    judge = {
+        **_judge(),
+        "base_url": judge_server,
+        "model": "judge-model",
+        "api_key_env": "INTUITOR_TEST_JUDGE_KEY",
+    }
+    bench = benchmark_config("alpaca_eval", judge=judge)
     items = prompts[100:110]
     longer = [p.meta["reference_output"] + "\n\nIn short: see above." for p in items]
     shorter = [p.meta["reference_output"][:20] for p in items]

@@ -11,7 +11,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from pipeline.config import BenchmarkConfig, DataConfig
+from smoke_config import benchmark_config, data_config
+
 from pipeline.data.sources import load_split
 from pipeline.eval.benchmarks import get_benchmark
 from pipeline.eval.verdict import Verdict
@@ -22,9 +23,9 @@ TIMEOUT_S = 20.0
 
 
 def _grade(name: str, completion: Callable[[Prompt], str]) -> list[tuple[Prompt, Verdict]]:
-    bench = BenchmarkConfig(name=name, timeout_s=TIMEOUT_S)
+    bench = benchmark_config(name, timeout_s=TIMEOUT_S)
     benchmark = get_benchmark(name)
-    prompts = benchmark.load(bench, DataConfig(), None)
+    prompts = benchmark.load(bench, data_config(), None)
     t0 = time.perf_counter()
     verdicts = benchmark.grade(prompts, [completion(p) for p in prompts], bench)
     correct = sum(v.correct for v in verdicts)

@@ -5,7 +5,8 @@ nothing else does). The graders built on it are attacked in test_grader_integrit
 
 from __future__ import annotations
 
-from pipeline.config import BenchmarkConfig
+from smoke_config import benchmark_config
+
 from pipeline.eval.check_harness import (
     NONCE_HEX,
     Outcome,
@@ -39,7 +40,7 @@ def test_report_line_is_taken_out_and_only_its_own_nonce_counts() -> None:
 
 def _values(bodies: list[str]) -> list[Outcome]:
     jobs = [value_job(f"import collections, enum\ndef f():\n    {body}", "f()") for body in bodies]
-    return run_jobs(jobs, BenchmarkConfig(name="cruxeval", timeout_s=TIMEOUT_S, workers=2), desc="values")
+    return run_jobs(jobs, benchmark_config("cruxeval", timeout_s=TIMEOUT_S, workers=2), desc="values")
 
 
 def test_plain_values_cross_exactly_and_nothing_else_does() -> None:

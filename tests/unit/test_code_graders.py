@@ -11,8 +11,8 @@ import json
 from typing import Any
 
 import pytest
+from smoke_config import benchmark_config
 
-from pipeline.config import BenchmarkConfig
 from pipeline.data.cruxeval import load_cruxeval
 from pipeline.data.humaneval import load_humaneval
 from pipeline.data.jsonl import DataError
@@ -35,7 +35,7 @@ def py(code: str) -> str:
 
 
 def _grade_all(module: Any, items: dict[str, Prompt], cases: list[Case], item_of: dict[str, str]):
-    bench = BenchmarkConfig(name=module.BENCHMARK.name, timeout_s=TIMEOUT_S, workers=2)
+    bench = benchmark_config(module.BENCHMARK.name, timeout_s=TIMEOUT_S, workers=2)
     prompts = [items[item_of.get(c[0], "default")] for c in cases]
     verdicts = module.BENCHMARK.grade(prompts, [c[1] for c in cases], bench)
     assert len(verdicts) == len(cases) and all(isinstance(v, Verdict) for v in verdicts)

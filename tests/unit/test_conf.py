@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.compose import CONF_DIR, compose_params
 from pipeline.config import PipelineConfig, build
-from pipeline.params import check_runnable, load_params
+from pipeline.config.compose import CONF_DIR, compose_params
+from pipeline.config.params import check_runnable, load_params
 from pipeline.rl.distributed import check_strategy
 
 ROOT = CONF_DIR.parent
@@ -20,7 +20,7 @@ EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 def test_committed_params_yaml_is_the_composition_of_conf(tmp_path) -> None:
     out = compose_params(tmp_path / "params.yaml", [])
     assert (ROOT / "params.yaml").read_text() == out.read_text(), (
-        "params.yaml is stale: run `python -m pipeline.compose` and commit it"
+        "params.yaml is stale: run `python -m pipeline.config.compose` and commit it"
     )
 
 

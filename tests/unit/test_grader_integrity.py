@@ -13,8 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from smoke_config import benchmark_config
 
-from pipeline.config import BenchmarkConfig
 from pipeline.eval.benchmarks import cruxeval, get_benchmark, humaneval, livecodebench
 from pipeline.eval.runner import score
 from pipeline.eval.verdict import Verdict
@@ -45,7 +45,7 @@ def py(code: str) -> str:
 
 
 def _grade(module: Any, items: dict[str, Prompt], cases: list[Case]) -> dict[str, Verdict]:
-    bench = BenchmarkConfig(name=module.BENCHMARK.name, timeout_s=TIMEOUT_S, workers=2)
+    bench = benchmark_config(module.BENCHMARK.name, timeout_s=TIMEOUT_S, workers=2)
     verdicts = module.BENCHMARK.grade([items[c[1]] for c in cases], [c[2] for c in cases], bench)
     return {c[0]: v for c, v in zip(cases, verdicts, strict=True)}
 
@@ -313,7 +313,7 @@ def test_cruxeval_statuses_are_counted_in_metrics(crux_verdicts: dict[str, Verdi
         }
         for p, v in zip(prompts, crux_verdicts.values(), strict=True)
     ]
-    metrics = score(get_benchmark("cruxeval"), BenchmarkConfig(name="cruxeval"), prompts, records)
+    metrics = score(get_benchmark("cruxeval"), benchmark_config("cruxeval"), prompts, records)
     counts = metrics["status_counts"]
     assert counts["not_literal"] == 7 and counts["wrong_answer"] == 2 and counts["ok"] == 8
     assert sum(counts.values()) == len(CRUX_CASES)

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import copy
 import sys
 from pathlib import Path
 
 import pytest
+from smoke_config import smoke, trainer_config
 
-from pipeline.config import ConfigError, PipelineConfig, TrainerConfig
+from pipeline.config import ConfigError
+from pipeline.config.params import check_runnable
 from pipeline.launcher import launch_command, needs_launch
-from pipeline.params import check_runnable
 from pipeline.rl.distributed import Distributed, check_strategy
 
 
 def test_cpu_launch_is_torchrun() -> None:
-    argv = launch_command(TrainerConfig(processes=2), ["-m", "stages.train", "--method", "grpo"])
+    argv = launch_command(trainer_config(processes=2), ["-m", "stages.train", "--method", "grpo"])
     assert argv == [
         sys.executable,
         "-m",
@@ -32,7 +34,7 @@ def test_cpu_launch_is_torchrun() -> None:
 def test_gpu_launch_is_accelerate(tmp_path) -> None:
     cfg = tmp_path / "ddp.yaml"
     cfg.write_text("distributed_type: MULTI_GPU\n")
-    argv = launch_command(TrainerConfig(device="cuda", processes=8, accelerate_config=str(cfg)), ["x.py"])
+    argv = launch_command(trainer_config(device="cuda", processes=8, accelerate_config=str(cfg)), ["x.py"])
     assert argv[1:] == [
         "-m",
         "accelerate.commands.launch",
@@ -43,18 +45,18 @@ def test_gpu_launch_is_accelerate(tmp_path) -> None:
         "x.py",
     ]
     with pytest.raises(ConfigError, match=r"trainer\.accelerate_config"):
-        launch_command(TrainerConfig(device="cuda", processes=8), ["x.py"])
+        launch_command(trainer_config(device="cuda", processes=8), ["x.py"])
 
 
 def test_needs_launch_only_outside_a_launched_group(monkeypatch) -> None:
     monkeypatch.delenv("WORLD_SIZE", raising=False)
-    assert needs_launch(TrainerConfig(processes=2)) and not needs_launch(TrainerConfig(processes=1))
+    assert needs_launch(trainer_config(processes=2)) and not needs_launch(trainer_config(processes=1))
     monkeypatch.setenv("WORLD_SIZE", "2")  # inside torchrun: train, do not launch again
-    assert not needs_launch(TrainerConfig(processes=2))
+    assert not needs_launch(trainer_config(processes=2))
 
 
 def test_checks_before_launch(tmp_path) -> None:
-    cfg = PipelineConfig()
+    cfg = copy.deepcopy(smoke())
     cfg.trainer.processes = 3
     cfg.algorithm.prompts_per_step = 4
     with pytest.raises(ConfigError, match=r"prompts_per_step=4 is not divisible by trainer\.processes=3"):

@@ -1,4 +1,5 @@
-"""The library's shape: no import cycle between its modules, no module using another's private names.
+"""The library's shape: no import cycle between its modules, no module using another's private names,
+no module over 400 lines.
 
 Imports are read statically from every module of `pipeline/`, function-local ones included (a cycle
 broken by a function-local import is still a cycle). A submodule's implicit import of its package's
@@ -10,7 +11,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[2] / "pipeline"
+REPO = Path(__file__).resolve().parents[2]
+PACKAGE = REPO / "pipeline"
 
 
 def modules(root: Path) -> dict[str, Path]:
@@ -97,11 +99,22 @@ def test_no_import_cycle_between_pipeline_modules() -> None:
     assert cycles(import_graph(modules(PACKAGE))) == []
 
 
+def test_no_module_is_over_400_lines() -> None:
+    # One concept per module: past ~400 lines a module holds two (split it along them).
+    lengths = {name: len(path.read_text().splitlines()) for name, path in modules(PACKAGE).items()}
+    assert {name: n for name, n in lengths.items() if n > 400} == {}
+
+
 def test_no_module_imports_a_private_name_of_another() -> None:
+    # The library, its stages, benchmarks and tests alike: a private name is its module's own.
+    files = {
+        **modules(PACKAGE),
+        **{str(p): p for d in ("stages", "bench", "tests") for p in (REPO / d).rglob("*.py")},
+    }
     offenders = []
-    for name, path in modules(PACKAGE).items():
+    for name, path in files.items():
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pipeline"):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(("pipeline", "stages")):
                 names = [a.name for a in node.names]
                 private = [n for n in names if n.startswith("_") and not n.startswith("__")]
                 offenders += [f"{name}: from {node.module} import {p}" for p in private]

@@ -8,8 +8,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from smoke_config import benchmark_config, data_config
 
-from pipeline.config import BenchmarkConfig, DataConfig
 from pipeline.data.jsonl import DataError
 from pipeline.data.mmlu_pro import load_mmlu_pro
 from pipeline.eval.benchmarks import get_benchmark
@@ -173,7 +173,7 @@ def test_category_without_exemplars_is_an_error(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def real_test_prompts() -> list:
     # The system prompt is ignored: the official format has none.
-    return get_benchmark("mmlu_pro").load(BenchmarkConfig(name="mmlu_pro"), DataConfig(), "ignored")
+    return get_benchmark("mmlu_pro").load(benchmark_config("mmlu_pro"), data_config(), "ignored")
 
 
 @needs_data
@@ -221,6 +221,6 @@ def test_benchmark_grade_uses_the_item_option_count(real_test_prompts: list) -> 
     four = next(p for p in real_test_prompts if p.meta["num_options"] == 4)
     prompts = [real_test_prompts[0], real_test_prompts[0], four]
     completions = ["the answer is (I)", "Answer: A", "the answer is (J)"]
-    verdicts = bench.grade(prompts, completions, BenchmarkConfig())
+    verdicts = bench.grade(prompts, completions, benchmark_config())
     assert [v.correct for v in verdicts] == [True, False, False]
     assert verdicts[2].detail["out_of_range"] is True

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from smoke_config import model_config
 
-from pipeline.config import ModelConfig
 from pipeline.models import chat_prompt_ids, embedded_gguf_path, resolve_model_path, tiny_random_model
 
 
@@ -35,7 +35,7 @@ def test_embedded_gguf_is_found_without_importing_the_package() -> None:
 
 
 def test_local_and_hub_paths_pass_through(tmp_path) -> None:
-    assert resolve_model_path(ModelConfig(name_or_path=str(tmp_path))) == str(tmp_path)
+    assert resolve_model_path(model_config(name_or_path=str(tmp_path))) == str(tmp_path)
     assert (
-        resolve_model_path(ModelConfig(name_or_path="Qwen/Qwen2.5-3B", revision="abc")) == "Qwen/Qwen2.5-3B"
+        resolve_model_path(model_config(name_or_path="Qwen/Qwen2.5-3B", revision="abc")) == "Qwen/Qwen2.5-3B"
     )

@@ -69,7 +69,9 @@ GOLDS = ["1/2", "7", None]
 
 
 def test_plurality_vote_reward() -> None:
-    reward = plurality_vote_reward(_batch(TEXTS, GOLDS), RewardSpec(name="plurality_vote"))
+    reward = plurality_vote_reward(
+        _batch(TEXTS, GOLDS), RewardSpec(name="plurality_vote", weight=1.0, source="policy")
+    )
     assert reward.shape == (3, 4)
     assert reward.dtype == torch.float32
     expected = torch.tensor(
@@ -84,7 +86,7 @@ def test_plurality_vote_reward() -> None:
 
 def test_gold_reward_and_metrics() -> None:
     batch = _batch(TEXTS, GOLDS)
-    reward = gold_reward(batch, RewardSpec(name="gold"))
+    reward = gold_reward(batch, RewardSpec(name="gold", weight=1.0, source="policy"))
     assert reward.shape == (batch.num_prompts, batch.group_size) == (3, 4)
     assert reward.dtype == torch.float32
     expected = torch.tensor(

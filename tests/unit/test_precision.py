@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from smoke_config import train_config
 
-from pipeline.config import TrainConfig, TrainerConfig
 from pipeline.precision import (
     autocast,
     cpu_flags,
@@ -51,11 +51,11 @@ def test_hf_generation_stays_in_the_weights_precision_on_cpu_only() -> None:
 
 
 def test_resolved_copy_leaves_the_callers_config_alone() -> None:
-    cfg = TrainConfig(trainer=TrainerConfig(mixed_precision="auto"))
+    cfg = train_config(overrides={"trainer.mixed_precision": "auto"})
     resolved = with_resolved_precision(cfg, "cpu")
     assert resolved.trainer.mixed_precision == resolve_mixed_precision("auto", "cpu")
     assert cfg.trainer.mixed_precision == "auto"
-    fixed = TrainConfig(trainer=TrainerConfig(mixed_precision="no"))
+    fixed = train_config(overrides={"trainer.mixed_precision": "no"})
     assert with_resolved_precision(fixed, "cpu") is fixed
 
 

@@ -59,7 +59,7 @@ def _brute_mean(values: torch.Tensor, mask: torch.Tensor, i: int) -> float:
 @pytest.mark.parametrize("source", ["policy", "reference"])
 def test_self_certainty_reward_is_masked_mean(source: str) -> None:
     batch = _batch(TEXTS, ["4", "0.5"])
-    r = get_reward("self_certainty")(batch, RewardSpec("self_certainty", source=source))
+    r = get_reward("self_certainty")(batch, RewardSpec(name="self_certainty", source=source, weight=1.0))
     sc = getattr(batch, source).self_certainty
     assert r.shape == (B, G)
     for i in range(B * G):
@@ -68,7 +68,7 @@ def test_self_certainty_reward_is_masked_mean(source: str) -> None:
 
 def test_entropy_reward_is_negative_mean_entropy() -> None:
     batch = _batch(TEXTS, ["4", "0.5"])
-    r = get_reward("entropy")(batch, RewardSpec("entropy"))
+    r = get_reward("entropy")(batch, RewardSpec(name="entropy", weight=1.0, source="policy"))
     for i in range(B * G):
         assert r.flatten()[i].item() == pytest.approx(
             -_brute_mean(batch.policy.entropy, batch.completion_mask, i)
@@ -78,17 +78,20 @@ def test_entropy_reward_is_negative_mean_entropy() -> None:
 def test_offline_reward_without_reference_pass_fails_clearly() -> None:
     batch = _batch(TEXTS, ["4", "0.5"], with_reference=False)
     with pytest.raises(ValueError, match="reference scoring pass"):
-        get_reward("self_certainty")(batch, RewardSpec("self_certainty", source="reference"))
+        get_reward("self_certainty")(batch, RewardSpec(name="self_certainty", source="reference", weight=1.0))
 
 
 def test_combine_weights_and_components() -> None:
     batch = _batch(TEXTS, ["4", "0.5"])
-    specs = [RewardSpec("gold", weight=2.0), RewardSpec("self_certainty", weight=0.5, source="reference")]
+    specs = [
+        RewardSpec(name="gold", weight=2.0, source="policy"),
+        RewardSpec(name="self_certainty", weight=0.5, source="reference"),
+    ]
     total, parts = combine(specs, batch)
     assert set(parts) == {"gold", "self_certainty_reference"}
     assert parts["gold"].tolist() == [[1.0, 0.0, 0.0], [1.0, 1.0, 0.0]]
     torch.testing.assert_close(total, 2.0 * parts["gold"] + 0.5 * parts["self_certainty_reference"])
-    pv = combine([RewardSpec("plurality_vote")], batch)[0]
+    pv = combine([RewardSpec(name="plurality_vote", weight=1.0, source="policy")], batch)[0]
     assert pv.tolist() == [[1.0, 0.0, 0.0], [1.0, 1.0, 0.0]]  # 4 beats 5 by index; 1/2 == 0.5
 
 
@@ -96,8 +99,13 @@ def test_registry_errors_and_reference_need() -> None:
     assert set(REWARDS) == {"self_certainty", "gold", "plurality_vote", "entropy"}
     with pytest.raises(KeyError, match="registered rewards"):
         get_reward("length")
-    assert needs_reference([RewardSpec("self_certainty", source="reference")])
-    assert not needs_reference([RewardSpec("self_certainty"), RewardSpec("gold")])
+    assert needs_reference([RewardSpec(name="self_certainty", source="reference", weight=1.0)])
+    assert not needs_reference(
+        [
+            RewardSpec(name="self_certainty", weight=1.0, source="policy"),
+            RewardSpec(name="gold", weight=1.0, source="policy"),
+        ]
+    )
 
 
 def test_point_biserial_matches_numpy() -> None:
@@ -113,7 +121,7 @@ def test_group_std_and_rollout_metrics() -> None:
     assert group_std_mean(per_seq) == pytest.approx(0.5)
     batch = _batch(TEXTS, ["4", "0.5"])
     batch.completion_ids[0, 3] = 2  # row 0 uses the whole budget but ends with EOS: not clipped
-    total, parts = combine([RewardSpec("gold")], batch)
+    total, parts = combine([RewardSpec(name="gold", weight=1.0, source="policy")], batch)
     correct = parts["gold"].float()
     answered = torch.tensor([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
     stats = sequence_statistics(batch, total, parts, correct, answered, max_new_tokens=4, eos_ids=[2])

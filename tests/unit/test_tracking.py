@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from smoke_config import tracking_config
 
-from pipeline.config import TrackingConfig
 from pipeline.tracking import (
     MAX_PARAM_VALUE_LENGTH,
     MLflowTracker,
@@ -49,7 +49,7 @@ def git_repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
 
 
 def _tracker(store: tuple[str, object, Path], experiment: str = "unit") -> MLflowTracker:
-    return MLflowTracker(TrackingConfig(backend="mlflow", tracking_uri=store[0], experiment=experiment))
+    return MLflowTracker(tracking_config(store[2], experiment=experiment))
 
 
 def _history(client, run_id: str, key: str) -> list[tuple[int, float]]:
@@ -199,7 +199,7 @@ def test_flatten_params() -> None:
 
 
 def test_null_tracker_records_nothing(tmp_path: Path) -> None:
-    tracker = make_tracker(TrackingConfig(backend="null", tracking_uri=f"sqlite:///{tmp_path / 'x.db'}"))
+    tracker = make_tracker(tracking_config(tmp_path / "x", backend="null"))
     assert isinstance(tracker, NullTracker)
     with tracker.run("r", tags={"a": "b"}) as run_id:
         assert run_id is None and tracker.run_id is None
@@ -215,7 +215,7 @@ def test_make_tracker_mlflow_and_lazy_import(store) -> None:
     from pipeline.tracking.spool import SpoolingTracker
 
     # the MLflow tracker comes wrapped: calls are spooled while the store is down (issue 7)
-    assert isinstance(make_tracker(TrackingConfig(tracking_uri=store[0])), SpoolingTracker)
+    assert isinstance(make_tracker(tracking_config(store[2])), SpoolingTracker)
     code = (
         "import sys, pipeline.tracking, pipeline.tracking.spool; "
         "assert 'mlflow' not in sys.modules and 'sqlalchemy' not in sys.modules"

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 
 import pytest
 import torch
+from smoke_config import train_config
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from pipeline.config import ConfigError, SamplingConfig, TrainConfig
@@ -24,15 +25,9 @@ from pipeline.rollout import vllm as vllm_engine
 from pipeline.rollout.factory import make_engine, make_eval_engine
 from pipeline.rollout.hf import HFRolloutEngine
 from pipeline.rollout.sampling import request_seed
-from pipeline.rollout.vllm import (
-    VLLMRolloutEngine,
-    _set_launcher_env,
-    outputs_to_groups,
-    policy_weights,
-    sampling_params_kwargs,
-    vllm_named_weights,
-    vllm_weight_name,
-)
+from pipeline.rollout.vllm import VLLMRolloutEngine, outputs_to_groups, sampling_params_kwargs
+from pipeline.rollout.vllm_runtime import set_launcher_env
+from pipeline.rollout.vllm_weights import policy_weights, vllm_named_weights, vllm_weight_name
 
 LAUNCHER_ENV = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
 # Fields of vllm.SamplingParams this engine sets (all exist in vllm 0.8 - 0.33).
@@ -385,7 +380,7 @@ def test_launcher_env_fills_only_what_is_missing(monkeypatch) -> None:
         monkeypatch.setenv(key, "7")
     monkeypatch.delenv("MASTER_PORT")
     monkeypatch.delenv("WORLD_SIZE")
-    _set_launcher_env()
+    set_launcher_env()
     import os
 
     assert os.environ["RANK"] == "7" and os.environ["WORLD_SIZE"] == "1"
@@ -393,9 +388,8 @@ def test_launcher_env_fills_only_what_is_missing(monkeypatch) -> None:
 
 
 # ---------------------------------------------------------------------------- selection and errors
-def train_config(tmp_path, engine: str) -> TrainConfig:
-    cfg = TrainConfig()
-    cfg.rollout.engine = engine
+def engine_train_config(tmp_path, engine: str) -> TrainConfig:
+    cfg = train_config(overrides={"rollout.engine": engine})
     cfg.model.name_or_path = str(tmp_path)  # a local folder: nothing is downloaded or dequantized
     cfg.algorithm.max_prompt_tokens, cfg.algorithm.max_new_tokens = 100, 28
     return cfg
@@ -410,12 +404,14 @@ def test_missing_vllm_is_one_clear_error(monkeypatch, tiny_model, tokenizer, tmp
     with pytest.raises(ConfigError, match=match):
         VLLMRolloutEngine("m", tokenizer)
     with pytest.raises(ConfigError, match=match):
-        make_engine(train_config(tmp_path, "vllm"), tiny_model, tokenizer)
-    assert isinstance(make_engine(train_config(tmp_path, "hf"), tiny_model, tokenizer), HFRolloutEngine)
+        make_engine(engine_train_config(tmp_path, "vllm"), tiny_model, tokenizer)
+    assert isinstance(
+        make_engine(engine_train_config(tmp_path, "hf"), tiny_model, tokenizer), HFRolloutEngine
+    )
 
 
 def test_factory_builds_vllm_from_the_config(fake_vllm, tiny_model, tokenizer, tmp_path) -> None:
-    cfg = train_config(tmp_path, "vllm")
+    cfg = engine_train_config(tmp_path, "vllm")
     cfg.rollout.batch_size, cfg.rollout.sleep_level, cfg.trainer.seed = 48, 2, 9
     cfg.trainer.mixed_precision = "no"  # auto would depend on this machine's bf16 units
     engine = make_engine(cfg, tiny_model, tokenizer, show_progress=False)
@@ -433,7 +429,7 @@ def test_factory_builds_vllm_from_the_config(fake_vllm, tiny_model, tokenizer, t
 
 
 def test_evaluation_decodes_with_the_training_engine(fake_vllm, tiny_model, tokenizer, tmp_path) -> None:
-    cfg = train_config(tmp_path, "hf")
+    cfg = engine_train_config(tmp_path, "hf")
     # HF: the runner builds its engine; generation in the weights' own precision on CPU.
     assert make_eval_engine(cfg.rollout, cfg.model, "bf16", tiny_model, tokenizer, seed=4) == (None, "no")
     cfg.rollout.engine, cfg.rollout.batch_size = "vllm", 48

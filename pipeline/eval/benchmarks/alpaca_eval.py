@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.atomic import write_json_atomic
-from pipeline.config import BenchmarkConfig, DataConfig
+from pipeline.config import BenchmarkConfig, ConfigError, DataConfig
 from pipeline.data.alpaca_eval import load_alpaca_eval
 from pipeline.data.screen import RecordScreen
 from pipeline.eval.benchmarks import Benchmark
@@ -65,6 +65,10 @@ def judge_outputs(
     outputs = model_outputs(prompts, completions, generator_name)
     write_json_atomic(Path(out_dir) / "model_outputs.json", outputs)
     judge = bench.judge
+    if judge is None:
+        raise ConfigError(
+            f"benchmark {bench.name!r}: no `judge` section (conf/eval/alpaca_eval.yaml has one)"
+        )
     result: dict[str, Any] = {
         "status": "not judged",
         "lc_win_rate": None,

@@ -17,7 +17,7 @@ def load_params(path: str | Path = PARAMS_FILE) -> PipelineConfig:
     """Validate every key before any model loads; errors name the file and the key path."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"{path}: no params file (compose it: python -m pipeline.compose)")
+        raise ConfigError(f"{path}: no params file (compose it: python -m pipeline.config.compose)")
     try:
         tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as e:
@@ -34,6 +34,10 @@ def check_runnable(cfg: PipelineConfig) -> None:
         if bench.name not in NAMES:
             raise ConfigError(
                 f"benchmarks.{key}.name: unknown benchmark {bench.name!r}; allowed: {list(NAMES)}"
+            )
+        if bench.name == "alpaca_eval" and bench.judge is None:
+            raise ConfigError(
+                f"benchmarks.{key}.judge: alpaca_eval needs a judge section (base_url may be null)"
             )
     # Imported here: the reward table needs torch, which reading params.yaml does not.
     from pipeline.rewards.registry import REWARDS
