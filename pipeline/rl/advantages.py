@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import torch
 
+from pipeline.config import AlgorithmConfig, RewardSpec
+from pipeline.rewards.registry import combine
+from pipeline.types import ScoredBatch
+
 
 def group_advantages(rewards: torch.Tensor, std_eps: float = 1e-4, scale_by_std: bool = True) -> torch.Tensor:
     """[B, G] rewards -> [B, G] advantages (float32).
@@ -22,3 +26,22 @@ def group_advantages(rewards: torch.Tensor, std_eps: float = 1e-4, scale_by_std:
         centred = centred / (std + std_eps)
     constant = (r.amax(dim=1) == r.amin(dim=1))[:, None]
     return torch.where(constant, torch.zeros_like(centred), centred).float()
+
+
+class StepRewards:
+    """A step's rewards, `total` [B, G] and per-reward `parts`, and their group advantages [N].
+
+    `live`: the policy's certainty reaches batch.policy micro-batch by micro-batch from the gradient
+    pass (one iteration without recorded scores), so the rewards are recombined at every read. A group's
+    rewards read its own rows only: once a micro-batch of whole groups has run, its rows' advantages are
+    final, and the last read sees every row's.
+    """
+
+    def __init__(self, specs: list[RewardSpec], batch: ScoredBatch, alg: AlgorithmConfig, live: bool) -> None:
+        self.specs, self.batch, self.alg, self.live = specs, batch, alg, live
+        self.total, self.parts = combine(specs, batch) if not live else (torch.zeros(0), {})
+
+    def advantages(self) -> torch.Tensor:  # [N]
+        if self.live:
+            self.total, self.parts = combine(self.specs, self.batch)
+        return group_advantages(self.total, self.alg.std_eps, self.alg.scale_rewards).flatten()

@@ -6,11 +6,9 @@ this loop branches on the method's name.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,11 +20,10 @@ from pipeline.config import TrainConfig
 from pipeline.data.sampler import PromptSampler
 from pipeline.faults import fault_point
 from pipeline.models import enable_gradient_checkpointing, policy_state, save_atomically
-from pipeline.precision import autocast, with_resolved_precision
+from pipeline.precision import with_resolved_precision
 from pipeline.rewards.gold import answer_rate, gold_correctness
-from pipeline.rewards.registry import combine, reads_policy_scores
-from pipeline.rl.advantages import group_advantages
-from pipeline.rl.batch import collate_groups, micro_batches, recorded_scores, split_to, whole_groups
+from pipeline.rl.advantages import StepRewards
+from pipeline.rl.batch import collate_groups, recorded_scores, whole_groups
 from pipeline.rl.checkpoint import (
     latest_checkpoint,
     load_checkpoint,
@@ -36,13 +33,15 @@ from pipeline.rl.checkpoint import (
 )
 from pipeline.rl.distributed import Distributed, innermost_optimizer
 from pipeline.rl.divergence import NonFiniteGuard
-from pipeline.rl.loss import grpo_loss, token_weights
 from pipeline.rl.metrics import completion_rows, sequence_statistics, summarize_statistics
 from pipeline.rl.metrics_log import append_metrics, restore_metrics_log
-from pipeline.rl.reference import make_reference, on_device
+from pipeline.rl.passes import Passes
+from pipeline.rl.reference import make_reference
 from pipeline.rl.scoring import CompletionScorer
+from pipeline.rl.update import PolicyUpdate
 from pipeline.rollout.base import RolloutEngine
 from pipeline.rollout.factory import make_engine
+from pipeline.rollout.sampling import step_seed
 from pipeline.tracking import NullTracker, Tracker
 from pipeline.types import Prompt, ScoredBatch, TokenScores
 
@@ -91,6 +90,7 @@ class Trainer:
         if cfg.trainer.gradient_checkpointing:
             enable_gradient_checkpointing(policy)
         self.tokenizer = tokenizer
+        self.passes = Passes(alg, cfg.trainer.mixed_precision, policy, self.dist)
         # First: a colocated vLLM sleeps right after it starts, so the reference model and the optimizer
         # state get that GPU memory. ZeRO-3: every generate step is a collective (synced).
         self.engine: RolloutEngine = make_engine(
@@ -117,6 +117,9 @@ class Trainer:
         # scheduler wrapper would step once per process; the lr lives in the innermost param groups.
         inner = innermost_optimizer(self.optimizer)
         self.scheduler = get_cosine_schedule_with_warmup(inner, math.ceil(alg.warmup_ratio * total), total)
+        self.update = PolicyUpdate(
+            cfg, self.passes, policy, self.scorer, self.optimizer, self.scheduler, self.dist
+        )
         self.out = Path(cfg.trainer.output_dir)
         self.fingerprint = run_fingerprint(cfg, prompts)
         self.eos_ids = getattr(self.engine, "eos_ids", [tokenizer.eos_token_id])
@@ -191,68 +194,36 @@ class Trainer:
         return final
 
     # ------------------------------------------------------------------ one step
-    def _autocast(self) -> contextlib.AbstractContextManager:
-        """bf16 autocast around rollouts and scoring passes when trainer.mixed_precision is bf16 (the HF
-        engine leaves it for generation on CPU; see pipeline/rollout/hf.py)."""
-        return autocast(self.cfg.trainer.mixed_precision, self._device().type)
-
-    def _device(self) -> torch.device:
-        return next(self.policy.parameters()).device
-
     def step(self, step: int) -> dict[str, float]:
+        """One GRPO step: rollout, score, rewards, advantages, update, log."""
         cfg, alg, dist = self.cfg, self.cfg.algorithm, self.dist
         t0 = time.perf_counter()
         # Every process draws the same global batch and keeps its contiguous shard of prompts.
         prompts, first = dist.shard(self.sampler.batch(step))
-        with self._autocast(), dist.rollout_weights():
+        with self.passes.autocast(), dist.rollout_weights():
+            seed = step_seed(cfg.trainer.seed, step)
             groups = self.engine.generate(
-                prompts,
-                alg.group_size,
-                cfg.sampling,
-                seed=cfg.trainer.seed * 1_000_003 + step,
-                first_prompt=first,
+                prompts, alg.group_size, cfg.sampling, seed=seed, first_prompt=first
             )
         t_rollout = time.perf_counter() - t0
         fault_point("rollout", step)  # the step's samples exist only in memory
 
         batch = collate_groups(groups, self.pad_id)
-        slices = self._micro_batches(batch)
-        recorded = recorded_scores(batch) if alg.num_iterations == 1 else None
-        # Without recorded scores (vLLM), one iteration over micro-batches of whole groups takes the
-        # policy's certainty from the gradient pass itself: a group's rewards read its own rows only, so
-        # they are known once its micro-batch's forward has run. Every process decides alike (ZeRO-3
-        # gathers weights in every decoder call, so all must make the same calls).
-        fused = recorded is None and alg.num_iterations == 1
-        fused = fused and not dist.sum(torch.tensor([float(not whole_groups(slices, batch.group_size))]))
-        if recorded is not None:
-            batch.policy = recorded
-        elif fused:  # filled in by the gradient pass
-            mask = batch.completion_mask
-            batch.policy = TokenScores(None, torch.zeros_like(mask), torch.zeros_like(mask))
-        else:
-            batch.policy = self._score(self.scorer, batch, slices)
+        slices = self.passes.micro_batches(batch)
+        batch.policy, fused = self._policy_scores(batch, slices)
         if self.reference is not None:
-            batch.reference = self._score_reference(batch, slices)
+            offload = cfg.trainer.offload_reference
+            batch.reference = self.passes.score_reference(self.reference, offload, batch, slices)
         t_score = time.perf_counter() - t0 - t_rollout  # with `fused`, the policy's certainty is in update
 
-        # [B, G] total and parts, this process's prompts; with `fused`, read as the gradient pass fills
-        # in the policy's scores (the last read sees them all)
-        rewards = None if fused else combine(cfg.method.rewards, batch)
-
-        def advantages() -> torch.Tensor:  # [N]
-            nonlocal rewards
-            if fused:
-                rewards = combine(cfg.method.rewards, batch)
-            assert rewards is not None
-            return group_advantages(rewards[0], alg.std_eps, alg.scale_rewards).flatten()
-
-        update = self._update(batch, advantages, slices, step, fill_policy=fused)
+        rewards = StepRewards(cfg.method.rewards, batch, alg, live=fused)  # [B, G], this process's prompts
+        update = self.update(batch, rewards, slices, step, fill_policy=fused)  # reads rewards.advantages()
         elapsed = time.perf_counter() - t0
-        assert rewards is not None
-        total, parts = rewards
-        correct, answered = gold_correctness(batch), answer_rate(batch)
 
-        stats = sequence_statistics(batch, total, parts, correct, answered, alg.max_new_tokens, self.eos_ids)
+        correct, answered = gold_correctness(batch), answer_rate(batch)
+        stats = sequence_statistics(
+            batch, rewards.total, rewards.parts, correct, answered, alg.max_new_tokens, self.eos_ids
+        )
         stats = {k: dist.gather(v) for k, v in stats.items()}  # the whole step's sequences, in order
         completion_tokens = float(stats["length"].sum())
         metrics: dict[str, float] = {"step": step}
@@ -269,162 +240,27 @@ class Trainer:
             }
         )
         if dist.is_main:
-            self._log_completions(step, batch, total, correct)
+            self._log_completions(step, batch, rewards.total, correct)
         return metrics
 
-    def _micro_batches(self, batch: ScoredBatch) -> list[slice]:
-        """Row ranges of the scoring and gradient passes: micro_batch_size rows and, if set,
-        micro_batch_tokens padded tokens at most; equally many on every process."""
+    def _policy_scores(self, batch: ScoredBatch, slices: list[slice]) -> tuple[TokenScores, bool]:
+        """The policy's token scores before the update, and whether the gradient pass fills them in.
+
+        The rollout engine's recorded scores when it keeps them (HF, one iteration). Without (vLLM), one
+        iteration over micro-batches of whole groups takes the policy's certainty from the gradient pass
+        itself (`fused`: placeholders here): a group's rewards read its own rows only, so they are known
+        once its micro-batch's forward has run. Every process decides alike (ZeRO-3 gathers weights in
+        every decoder call, so all must make the same calls). Otherwise a no-grad scoring pass."""
         alg, dist = self.cfg.algorithm, self.dist
-        lengths = batch.completion_mask.sum(-1).long()  # [N]
-        prompt_lengths = batch.attention_mask[:, : batch.prompt_length].sum(-1)  # [N]
-        prompt_index = torch.arange(lengths.shape[0]) // batch.group_size
-        slices = micro_batches(
-            prompt_lengths, lengths, prompt_index, alg.micro_batch_size, alg.micro_batch_tokens
-        )
-        if alg.micro_batch_tokens > 0 and dist.world_size > 1:
-            slices = split_to(slices, int(dist.gather(torch.tensor([len(slices)])).max()))
-        return slices
-
-    def _slice(self, batch: ScoredBatch, rows: slice) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
-        """A micro-batch's tensors with completion columns trimmed to its longest completion."""
-        mask = batch.completion_mask[rows]
-        width = max(1, int(mask.sum(-1).max()))
-        end = batch.prompt_length + width
-        device = self._device()
-        return (
-            batch.input_ids[rows, :end].to(device),
-            batch.attention_mask[rows, :end].to(device),
-            mask[:, :width].to(device),
-            width,
-        )
-
-    def _score_rows(
-        self, scorer: torch.nn.Module, batch: ScoredBatch, rows: slice, with_grad: bool, with_certainty: bool
-    ) -> tuple[TokenScores, int]:
-        """Score one micro-batch; returns [rows, width] scores and the trimmed completion width."""
-        alg = self.cfg.algorithm
-        ids, attn, mask, width = self._slice(batch, rows)
-        with self._autocast():
-            logprobs, certainty, entropy = scorer(
-                ids,
-                attn,
-                mask,
-                batch.prompt_length,
-                chunk_tokens=alg.scoring_chunk_tokens,
-                logprob_temperature=alg.logprob_temperature(),
-                certainty_temperature=alg.certainty_temperature(),
-                with_certainty=with_certainty,
-                with_grad=with_grad,
-            )
-        return TokenScores(logprobs, certainty, entropy), width
-
-    def _score(self, scorer: torch.nn.Module, batch: ScoredBatch, slices: list[slice]) -> TokenScores:
-        """The no-grad scoring pass of one model over the batch, in micro-batches."""
-        n, c = batch.completion_mask.shape
-        out = TokenScores(*(torch.zeros(n, c) for _ in range(3)))
-        for rows in slices:
-            s, width = self._score_rows(scorer, batch, rows, with_grad=False, with_certainty=True)
-            out.logprobs[rows, :width] = s.logprobs.float().cpu()
-            out.self_certainty[rows, :width] = s.self_certainty.float().cpu()
-            out.entropy[rows, :width] = s.entropy.float().cpu()
-        return out
-
-    def _score_reference(self, batch: ScoredBatch, slices: list[slice]) -> TokenScores:
-        assert self.reference is not None
-        with on_device(self.reference, self._device(), self.cfg.trainer.offload_reference) as ref:
-            return self._score(CompletionScorer(ref), batch, slices)
-
-    def _update(
-        self,
-        batch: ScoredBatch,
-        advantages: Callable[[], torch.Tensor],
-        slices: list[slice],
-        step: int,
-        fill_policy: bool,
-    ) -> dict[str, float]:
-        """num_iterations optimizer steps over the batch, with gradient accumulation over micro-batches.
-
-        `fill_policy`: each micro-batch (whole groups) writes the policy's certainty and entropy into
-        batch.policy from its gradient pass, and advantages() [N] is re-read after it when a reward
-        reads them; otherwise advantages() is read once."""
-        alg, dist = self.cfg.algorithm, self.dist
-        mask = batch.completion_mask
-        # The whole step's token count (all processes): dapo's denominator.
-        tokens_all = dist.sum(torch.tensor([float(mask.sum())], dtype=torch.float64))
-        weights = token_weights(
-            mask,
-            alg.loss_aggregation,
-            alg.max_new_tokens,
-            micro_batches=slices,
-            processes=dist.world_size,
-            total_tokens=float(tokens_all),
-        )
-        assert batch.policy is not None
-        # None: one iteration without a no-grad pass; the old log-probs are the current ones, detached
-        # (ratio 1, the same gradient), and are kept for the metrics as the pass would have left them.
-        from_update = batch.policy.logprobs is None
-        if from_update:
-            batch.policy.logprobs = torch.zeros_like(mask)
-        old = batch.policy.logprobs
-        ref = batch.reference.logprobs if batch.reference is not None else None
-        # loss, policy loss, kl, clipped tokens, tokens: summed over micro-batches and processes
-        sums = torch.zeros(5, dtype=torch.float64)
-        grad_norms, lrs = [], []
-        refresh = fill_policy and reads_policy_scores(self.cfg.method.rewards)
-        adv = None if refresh else advantages()
-        skipped = 0
-        checkpointing = self.cfg.trainer.gradient_checkpointing
-        for _ in range(alg.num_iterations):
-            lrs.append(self.scheduler.get_last_lr()[0])
-            for i, rows in enumerate(slices):
-                last = i == len(slices) - 1
-                with dist.accumulating(self.scorer, last):
-                    # HF recomputes layers only in train mode; the policy has no dropout (checked)
-                    self.policy.train(checkpointing)
-                    scores, width = self._score_rows(self.scorer, batch, rows, True, fill_policy)
-                    self.policy.eval()
-                    device = scores.logprobs.device
-                    if fill_policy:
-                        batch.policy.self_certainty[rows, :width] = scores.self_certainty.float().cpu()
-                        batch.policy.entropy[rows, :width] = scores.entropy.float().cpu()
-                    adv_rows = (advantages() if refresh else adv)[rows]
-                    if from_update:
-                        old_rows = scores.logprobs.detach().float()
-                        old[rows, :width] = old_rows.cpu()
-                    else:
-                        old_rows = old[rows, :width].to(device)
-                    terms = grpo_loss(
-                        scores.logprobs.float(),
-                        old_rows,
-                        adv_rows.to(device),
-                        weights[rows, :width].to(device),
-                        clip_eps_low=alg.clip_eps_low,
-                        clip_eps_high=alg.clip_eps_high,
-                        beta=alg.beta,
-                        ref_logprobs=None if ref is None else ref[rows, :width].to(device),
-                    )
-                    dist.backward(terms.loss, last)
-                parts = (terms.loss.detach(), terms.policy_loss, terms.kl, terms.clipped_tokens, terms.tokens)
-                sums += torch.tensor([float(x) for x in parts], dtype=torch.float64)
-            fault_point("update", step)  # gradients computed, weights not yet stepped
-            max_norm = alg.max_grad_norm if alg.max_grad_norm > 0 else math.inf
-            grad_norms.append(dist.optimizer_step(self.optimizer, max_norm))
-            # A non-finite norm: the optimizer step was skipped (the schedule still advances, so the
-            # learning rate stays a function of the step index).
-            skipped += not math.isfinite(grad_norms[-1])
-            self.scheduler.step()
-        k = alg.num_iterations
-        loss, policy_loss, kl, clipped, tokens = dist.sum(sums).tolist()
-        return {
-            "loss": loss / k,
-            "loss/policy": policy_loss / k,
-            "loss/kl_term": kl / k,
-            "clip_fraction": clipped / max(tokens, 1),
-            "grad_norm": sum(grad_norms) / k,
-            "lr": lrs[0],
-            "update/skipped": float(skipped),
-        }
+        recorded = recorded_scores(batch) if alg.num_iterations == 1 else None
+        fused = recorded is None and alg.num_iterations == 1
+        fused = fused and not dist.sum(torch.tensor([float(not whole_groups(slices, batch.group_size))]))
+        if recorded is not None:
+            return recorded, fused
+        if fused:
+            mask = batch.completion_mask
+            return TokenScores(None, torch.zeros_like(mask), torch.zeros_like(mask)), fused
+        return self.passes.score(self.scorer, batch, slices), fused
 
     def _log_completions(
         self, step: int, batch: ScoredBatch, total: torch.Tensor, correct: torch.Tensor
