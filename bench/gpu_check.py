@@ -22,7 +22,7 @@ from transformers import Qwen2Config, Qwen2ForCausalLM
 from pipeline.config import TrainConfig, apply_override, build, to_dict
 from pipeline.config.params import load_params
 from pipeline.data.registry import load_prompts
-from pipeline.models import tiny_tokenizer
+from pipeline.modeling.models import tiny_tokenizer
 from pipeline.rl.trainer import Trainer
 
 

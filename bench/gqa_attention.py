@@ -18,7 +18,7 @@ import torch
 from decode_timing import decode_s_per_step  # bench/ is on sys.path when run as a script
 from transformers import AutoModelForCausalLM
 
-from pipeline.attention import use_gqa_attention
+from pipeline.modeling.attention import use_gqa_attention
 
 
 def main() -> None:

@@ -45,7 +45,7 @@ ENGINES = ("hf-fp32", "hf-bf16", "vllm-bf16", "vllm-fp32")
 def _config(args: argparse.Namespace, engine: str) -> Any:
     """The TrainConfig a run composed with these overrides would use (as `dvc exp run -S` composes)."""
     from pipeline.config.compose import compose_config
-    from pipeline.workflow import method_train_config
+    from pipeline.steps import method_train_config
 
     kind, precision = engine.split("-")
     overrides = [
@@ -69,8 +69,7 @@ def _config(args: argparse.Namespace, engine: str) -> Any:
 def grpo_worker(args: argparse.Namespace) -> None:
     """One training run (warm-up step + --grpo-steps timed) with rollout=<engine>; prints RESULT json."""
     from pipeline.config.compose import compose_config
-    from pipeline.training import run_training
-    from pipeline.workflow import method_train_config, prepare_model
+    from pipeline.steps import method_train_config, prepare_model, run_training
 
     out = tempfile.mkdtemp(prefix="grpo_step_bench_")
     steps = args.grpo_steps + 1
@@ -154,10 +153,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from pipeline.data.registry import load_prompts
-    from pipeline.models import load_model_and_tokenizer
-    from pipeline.precision import autocast
+    from pipeline.modeling.models import load_model_and_tokenizer
+    from pipeline.modeling.precision import autocast
     from pipeline.rollout.factory import make_engine
-    from pipeline.workflow import prepare_model
+    from pipeline.steps import prepare_model
 
     names = [e for e in args.engines.split(",") if e]
     configs = {name: _config(args, name) for name in names}

@@ -18,7 +18,7 @@ and the fraction of each the measured step reaches. Then what bounds the largest
 - precision: each pass is judged against the bound of the precision it runs in (`--precision`,
   default the pipeline's: trainer.mixed_precision=auto resolved here): the training pass in it
   (bf16: the bf16 peak), HF decode in the precision the HF engine generates in on CPU (the weights'
-  own, fp32: `pipeline.precision.generation_precision`);
+  own, fp32: `pipeline.modeling.precision.generation_precision`);
 - rollout decode with the engine the pipeline samples with (the HF engine above; with --vllm also the
   colocated vLLM engine at batch 32, bf16 weights: 2 bytes per parameter read per step);
 - training pass: one micro-batch (8 x (prompt + 128) tokens) through the trainer's scoring pass with
@@ -40,7 +40,7 @@ from typing import Any
 import torch
 from decode_timing import decode_s_per_step  # bench/ is on sys.path when run as a script
 
-from pipeline.precision import autocast, generation_precision, resolve_mixed_precision
+from pipeline.modeling.precision import autocast, generation_precision, resolve_mixed_precision
 
 
 def matmul_gflops(n: int, repeats: int, dtype: torch.dtype = torch.float32) -> float:
@@ -212,7 +212,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from pipeline.config.compose import compose_config
-    from pipeline.models import load_model_and_tokenizer, resolve_model_path
+    from pipeline.modeling.models import load_model_and_tokenizer, resolve_model_path
 
     precision = resolve_mixed_precision(args.precision, "cpu")
     peaks = {"no": matmul_gflops(args.matmul_n, args.repeats)}

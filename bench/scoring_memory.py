@@ -29,8 +29,8 @@ def _peak_mb() -> float:
 
 
 def run_variant(variant: str, batch: int, seq: int, chunk: int) -> dict:
-    from pipeline.models import tiny_random_model
-    from pipeline.prompt_cache import position_ids_from_mask
+    from pipeline.modeling.models import tiny_random_model
+    from pipeline.modeling.prompt_cache import position_ids_from_mask
     from pipeline.rl.scoring import score_completions
 
     torch.manual_seed(0)

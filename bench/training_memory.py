@@ -46,8 +46,8 @@ def _batch(vocab: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 
 def run_variant(variant: str, micro_batch: int, model_cache: str, threads: int) -> dict:
     from pipeline.config.compose import compose_config
-    from pipeline.models import load_model_and_tokenizer
-    from pipeline.prompt_cache import position_ids_from_mask
+    from pipeline.modeling.models import load_model_and_tokenizer
+    from pipeline.modeling.prompt_cache import position_ids_from_mask
     from pipeline.rl.scoring import score_completions
 
     torch.set_num_threads(threads)

@@ -5,8 +5,8 @@ train prompts from $INTUITOR_DATA_DIR, GRPO with the gold reward (our grader in 
 per step, 128 new tokens, temperature 0.9, beta 0.005, lr 1e-6, bnpo loss, 1 iteration, 2 threads.
 
 - ours: the train stage's own code path. conf/ is composed as `dvc exp run -S ...` composes it (the
-  overrides above plus --override), `pipeline.workflow.method_train_config` turns it into the
-  method's TrainConfig and `pipeline.training.run_training` (what the stage calls) trains, with the
+  overrides above plus --override), `pipeline.steps.method_train_config` turns it into the
+  method's TrainConfig and `pipeline.steps.run_training` (what the stage calls) trains, with the
   engine `make_engine` builds and the precision the config resolves to on this machine (`auto`:
   bf16 autocast where the CPU has bf16 matrix units). The step times are the trainer's own
   `time/step_s` (rollout + scoring + update, no checkpoint writing).
@@ -77,8 +77,7 @@ def _compose(args: argparse.Namespace, out_dir: str) -> Any:
 
 
 def run_ours(args: argparse.Namespace, method: str) -> dict[str, Any]:
-    from pipeline.training import run_training
-    from pipeline.workflow import method_train_config, prepare_model
+    from pipeline.steps import method_train_config, prepare_model, run_training
 
     out = tempfile.mkdtemp(prefix="vs_trl_ours_")
     pcfg = _compose(args, out)
@@ -121,7 +120,7 @@ def run_trl(args: argparse.Namespace, micro_batch: int) -> dict[str, Any]:
 
     from pipeline.data.registry import load_prompts
     from pipeline.eval.math_grader import grade
-    from pipeline.models import load_model_and_tokenizer
+    from pipeline.modeling.models import load_model_and_tokenizer
 
     torch.set_num_threads(args.threads)
     # ours' model and data sections (MATH train, its first PROMPTS x (steps + 1) records)

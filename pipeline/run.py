@@ -20,9 +20,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from pipeline.config import PipelineConfig, build
 from pipeline.config.params import check_runnable
-from pipeline.launcher import launch_train_stage, needs_launch
-from pipeline.tracking import anchor_store
-from pipeline.workflow import (
+from pipeline.parallel.launch import launch_train_stage, needs_launch
+from pipeline.steps import (
     evaluate_model,
     make_report,
     method_train_config,
@@ -30,6 +29,7 @@ from pipeline.workflow import (
     prepare_model,
     train_method,
 )
+from pipeline.tracking import anchor_store
 
 
 def run_job(cfg: PipelineConfig, invocation: str) -> dict[str, float]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pipeline.workflow import evaluate_model
+from pipeline.steps import evaluate_model
 from stages.common import run_stage
 
 

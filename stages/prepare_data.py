@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from pipeline.config import PipelineConfig
-from pipeline.workflow import prepare_data
+from pipeline.steps import prepare_data
 from stages.common import run_stage
 
 

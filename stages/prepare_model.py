@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 
 from pipeline.config import PipelineConfig
-from pipeline.workflow import prepare_model
+from pipeline.steps import prepare_model
 from stages.common import run_stage
 
 

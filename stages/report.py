@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from pipeline.workflow import make_report
+from pipeline.steps import make_report
 from stages.common import run_stage
 
 if __name__ == "__main__":

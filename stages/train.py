@@ -12,8 +12,8 @@ import argparse
 import json
 import sys
 
-from pipeline.launcher import launch_train_stage, needs_launch
-from pipeline.workflow import method_train_config, train_method
+from pipeline.parallel.launch import launch_train_stage, needs_launch
+from pipeline.steps import method_train_config, train_method
 from stages.common import run_stage
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.data.prompts import chat_messages
-from pipeline.models import tiny_random_model, tiny_tokenizer
+from pipeline.modeling.models import tiny_random_model, tiny_tokenizer
 from pipeline.types import Prompt
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

@@ -8,7 +8,7 @@ import yaml
 
 from pipeline.config import ConfigError, PipelineConfig, build
 from pipeline.eval.benchmarks import NAMES
-from pipeline.rl.distributed import check_accelerate_config, check_shardable
+from pipeline.parallel.distributed import check_accelerate_config, check_shardable
 
 PARAMS_FILE = Path("params.yaml")
 

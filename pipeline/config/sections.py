@@ -176,7 +176,7 @@ class TrainerConfig:
     # accelerate config for GPU launches (DDP / DeepSpeed / FSDP2), e.g. conf/accelerate/ddp.yaml.
     accelerate_config: str | None = setting(trajectory=False)
     # bf16 autocast around rollouts and scoring passes (weights and optimizer stay in model.dtype);
-    # auto = bf16 where the device has bf16 matrix units (pipeline/precision.py), else no.
+    # auto = bf16 where the device has bf16 matrix units (pipeline/modeling/precision.py), else no.
     mixed_precision: Literal["auto", "no", "bf16"]
     # Recompute decoder layers in backward (less activation memory, ~1 extra forward; same numbers).
     gradient_checkpointing: bool = setting(trajectory=False)

@@ -45,8 +45,8 @@ MODEL_FILES = (
 )
 PIPELINE_DIR = Path(__file__).resolve().parents[1]
 # The code that decides the samples (under pipeline/): the evaluate stage's code dependencies in
-# dvc.yaml, plus prompt rendering and the CPU attention path.
-SOURCES = ("eval", "rollout", "prompt_cache.py", "self_certainty.py", "models.py", "attention.py")
+# dvc.yaml (the model's loading, prompt rendering, attention, precision and certainty: modeling/).
+SOURCES = ("eval", "rollout", "modeling", "rl/batch.py", "rl/scoring.py")
 
 
 def _file_sha256(path: Path) -> bytes:

@@ -32,7 +32,7 @@ from pipeline.eval.partial import PartialSamples, fingerprint
 from pipeline.eval.stats import mean_interval, pass_at_k, wilson_interval
 from pipeline.eval.verdict import Verdict
 from pipeline.faults import fault_point
-from pipeline.precision import autocast
+from pipeline.modeling.precision import autocast
 from pipeline.rl.batch import collate_groups
 from pipeline.rl.scoring import masked_sequence_mean, score_completions
 from pipeline.rollout.base import RolloutEngine

@@ -35,8 +35,8 @@ from transformers import PreTrainedModel
 from pipeline.atomic import fsync_dir, fsync_tree
 from pipeline.config import TrainConfig, TrainerConfig, affects_trajectory, to_dict
 from pipeline.faults import fault_point
-from pipeline.models import policy_state
-from pipeline.rl.distributed import Distributed
+from pipeline.modeling.models import policy_state
+from pipeline.parallel.distributed import Distributed
 from pipeline.types import Prompt
 
 STEP_RE = re.compile(r"^step_(\d{6,})$")

@@ -13,9 +13,9 @@ import torch
 from transformers import PreTrainedModel
 
 from pipeline.config import AlgorithmConfig
-from pipeline.precision import autocast
+from pipeline.modeling.precision import autocast
+from pipeline.parallel.distributed import Distributed
 from pipeline.rl.batch import micro_batches, split_to
-from pipeline.rl.distributed import Distributed
 from pipeline.rl.reference import on_device
 from pipeline.rl.scoring import CompletionScorer
 from pipeline.types import ScoredBatch, TokenScores

@@ -5,7 +5,7 @@ column P + t, P the padded prompt length) is scored from the hidden state at col
 first completion token's distribution comes from the last prompt position.
 
 Work: each distinct prompt runs through the decoder once and its KV cache is copied to its rows
-(pipeline/prompt_cache.py), then the completions run on top; a GRPO group's prompt costs 1/G.
+(pipeline/modeling/prompt_cache.py), then the completions run on top; a GRPO group's prompt costs 1/G.
 
 Memory: the vocabulary projection runs on the masked
 completion tokens only, `chunk_tokens` rows at a time, so the extra peak is O(chunk x V), never
@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 from transformers import DynamicCache, PreTrainedModel
 
-from pipeline.prompt_cache import can_share, position_ids_from_mask, select_rows, shared_prompts
-from pipeline.self_certainty import certainty_and_entropy
+from pipeline.modeling.certainty import certainty_and_entropy
+from pipeline.modeling.prompt_cache import can_share, position_ids_from_mask, select_rows, shared_prompts
 from pipeline.types import TokenScores
 
 

@@ -19,8 +19,9 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase, get_cosine_sc
 from pipeline.config import TrainConfig
 from pipeline.data.sampler import PromptSampler
 from pipeline.faults import fault_point
-from pipeline.models import enable_gradient_checkpointing, policy_state, save_atomically
-from pipeline.precision import with_resolved_precision
+from pipeline.modeling.models import enable_gradient_checkpointing, policy_state, save_atomically
+from pipeline.modeling.precision import with_resolved_precision
+from pipeline.parallel.distributed import Distributed, innermost_optimizer
 from pipeline.rewards.gold import answer_rate, gold_correctness
 from pipeline.rl.advantages import StepRewards
 from pipeline.rl.batch import collate_groups, recorded_scores, whole_groups
@@ -31,7 +32,6 @@ from pipeline.rl.checkpoint import (
     run_fingerprint,
     save_checkpoint,
 )
-from pipeline.rl.distributed import Distributed, innermost_optimizer
 from pipeline.rl.divergence import NonFiniteGuard
 from pipeline.rl.metrics import completion_rows, sequence_statistics, summarize_statistics
 from pipeline.rl.metrics_log import append_metrics, restore_metrics_log

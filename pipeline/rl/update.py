@@ -10,9 +10,9 @@ from transformers import PreTrainedModel
 
 from pipeline.config import TrainConfig
 from pipeline.faults import fault_point
+from pipeline.parallel.distributed import Distributed
 from pipeline.rewards.registry import reads_policy_scores
 from pipeline.rl.advantages import StepRewards
-from pipeline.rl.distributed import Distributed
 from pipeline.rl.loss import grpo_loss, token_weights
 from pipeline.rl.passes import Passes
 from pipeline.types import ScoredBatch

@@ -5,8 +5,8 @@ from __future__ import annotations
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from pipeline.config import AlgorithmConfig, ConfigError, ModelConfig, RolloutConfig, TrainConfig
-from pipeline.models import resolve_model_path
-from pipeline.precision import Precision, generation_precision, resolve_mixed_precision
+from pipeline.modeling.models import resolve_model_path
+from pipeline.modeling.precision import Precision, generation_precision, resolve_mixed_precision
 from pipeline.rollout.base import RolloutEngine
 from pipeline.rollout.hf import HFRolloutEngine
 

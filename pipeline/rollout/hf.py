@@ -21,12 +21,12 @@ from transformers import (
 )
 
 from pipeline.config import SamplingConfig
-from pipeline.models import prompt_ids as render_prompt
-from pipeline.precision import generation_precision
-from pipeline.prompt_cache import can_share, position_ids_from_mask, select_rows, shared_prompts
+from pipeline.modeling.certainty import certainty_and_entropy
+from pipeline.modeling.models import prompt_ids as render_prompt
+from pipeline.modeling.precision import generation_precision
+from pipeline.modeling.prompt_cache import can_share, position_ids_from_mask, select_rows, shared_prompts
 from pipeline.rollout.base import completion_mask
 from pipeline.rollout.sampling import SeededSampler, request_seed
-from pipeline.self_certainty import certainty_and_entropy
 from pipeline.types import Prompt, RolloutGroup
 
 logger = logging.getLogger(__name__)

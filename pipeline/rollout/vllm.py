@@ -32,7 +32,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from pipeline.config import ConfigError, SamplingConfig
-from pipeline.models import prompt_ids as render_prompt
+from pipeline.modeling.models import prompt_ids as render_prompt
 from pipeline.rollout.base import completion_mask
 from pipeline.rollout.hf import cut_at_stop
 from pipeline.rollout.sampling import request_seed

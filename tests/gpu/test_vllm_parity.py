@@ -42,7 +42,7 @@ def model_dir(tmp_path_factory) -> str:
         return os.environ["INTUITOR_VLLM_TEST_MODEL"]
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from pipeline.models import save_atomically, tiny_tokenizer
+    from pipeline.modeling.models import save_atomically, tiny_tokenizer
 
     config = LlamaConfig(
         vocab_size=259,
@@ -69,7 +69,7 @@ def model_dir(tmp_path_factory) -> str:
 def policy_and_tokenizer(model_dir):
     from smoke_config import model_config
 
-    from pipeline.models import load_model_and_tokenizer
+    from pipeline.modeling.models import load_model_and_tokenizer
 
     return load_model_and_tokenizer(model_config(name_or_path=model_dir, dtype="bfloat16"), "cuda")
 
@@ -142,7 +142,7 @@ def test_greedy_tokens_match_hf(engine, policy_and_tokenizer, prompts) -> None:
 def test_vllm_logprobs_match_the_scoring_pass(engine, policy_and_tokenizer, prompts) -> None:
     from vllm import SamplingParams
 
-    from pipeline.models import prompt_ids
+    from pipeline.modeling.models import prompt_ids
     from pipeline.rollout.vllm import outputs_to_groups
 
     policy, tokenizer = policy_and_tokenizer

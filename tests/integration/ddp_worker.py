@@ -11,7 +11,7 @@ import json
 import sys
 
 from pipeline.config import TrainConfig, build
-from pipeline.training import run_training
+from pipeline.steps import run_training
 
 if __name__ == "__main__":
     with open(sys.argv[1], encoding="utf-8") as f:

@@ -17,8 +17,8 @@ from smoke_config import train_config
 
 from pipeline.config import TrainConfig, to_dict
 from pipeline.config.compose import compose_config
-from pipeline.launcher import launch_command
-from pipeline.models import tiny_random_model
+from pipeline.modeling.models import tiny_random_model
+from pipeline.parallel.launch import launch_command
 
 pytestmark = pytest.mark.integration
 WORKER = Path(__file__).with_name("ddp_worker.py")

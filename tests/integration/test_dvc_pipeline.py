@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 from scratch_repo import run_checked as _run
 from scratch_repo import scratch_pipeline
 
-from pipeline.precision import resolve_mixed_precision
+from pipeline.modeling.precision import resolve_mixed_precision
 
 pytestmark = pytest.mark.integration
 

@@ -14,11 +14,11 @@ import torch
 from smoke_config import train_config
 
 from pipeline.config import TrainConfig
-from pipeline.models import load_model_and_tokenizer
+from pipeline.modeling.models import load_model_and_tokenizer
 from pipeline.rl.scoring import CompletionScorer
 from pipeline.rl.trainer import Trainer
 from pipeline.rollout.factory import make_engine
-from pipeline.training import run_training
+from pipeline.steps import run_training
 from pipeline.types import Prompt
 
 pytestmark = pytest.mark.integration

@@ -9,7 +9,7 @@ from smoke_config import benchmark_config, data_config
 from pipeline.eval.benchmarks import get_benchmark, load_benchmark
 from pipeline.eval.runner import evaluate_prompts
 from pipeline.eval.stats import pass_at_k
-from pipeline.models import prompt_ids, tiny_random_model
+from pipeline.modeling.models import prompt_ids, tiny_random_model
 from pipeline.rollout.hf import HFRolloutEngine, cut_at_stop
 from pipeline.types import Prompt
 

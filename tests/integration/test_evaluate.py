@@ -10,7 +10,7 @@ from smoke_config import benchmark_config, data_config
 from pipeline.eval.benchmarks import load_benchmark
 from pipeline.eval.runner import evaluate_prompts, save_evaluation
 from pipeline.eval.stats import wilson_interval
-from pipeline.models import tiny_random_model
+from pipeline.modeling.models import tiny_random_model
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ import torch
 from smoke_config import train_config
 
 from pipeline.config import TrainConfig
-from pipeline.models import tiny_random_model
+from pipeline.modeling.models import tiny_random_model
 from pipeline.rl.checkpoint import latest_checkpoint, list_checkpoints
 from pipeline.rl.trainer import Trainer
 

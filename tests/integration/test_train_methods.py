@@ -14,7 +14,7 @@ from smoke_config import METHODS, train_config
 
 from pipeline.config import TrainConfig
 from pipeline.eval.math_grader import extract_answer, grade
-from pipeline.models import tiny_random_model
+from pipeline.modeling.models import tiny_random_model
 from pipeline.rl.trainer import Trainer
 from pipeline.tracking import MLflowTracker, NullTracker
 from pipeline.types import Prompt

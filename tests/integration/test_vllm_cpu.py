@@ -18,7 +18,12 @@ import torch
 from smoke_config import benchmark_config, model_config
 
 from pipeline.config import SamplingConfig
-from pipeline.models import load_model_and_tokenizer, save_atomically, tiny_random_model, tiny_tokenizer
+from pipeline.modeling.models import (
+    load_model_and_tokenizer,
+    save_atomically,
+    tiny_random_model,
+    tiny_tokenizer,
+)
 from pipeline.rl.batch import collate_groups
 from pipeline.rl.scoring import CompletionScorer
 from pipeline.rollout.hf import HFRolloutEngine
@@ -113,7 +118,7 @@ def test_greedy_tokens_equal_hf_in_fp32(engine, policy_and_tokenizer, prompts) -
 def test_sampled_logprobs_match_the_scoring_pass(engine, policy_and_tokenizer, prompts) -> None:
     from vllm import SamplingParams
 
-    from pipeline.models import prompt_ids
+    from pipeline.modeling.models import prompt_ids
     from pipeline.rollout.vllm import outputs_to_groups
 
     policy, tokenizer = policy_and_tokenizer

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from pipeline.atomic import write_json_atomic, write_text_atomic
-from pipeline.models import save_atomically, tiny_random_model, tiny_tokenizer
+from pipeline.modeling.models import save_atomically, tiny_random_model, tiny_tokenizer
 from pipeline.report import plot_curves
 
 REPO = Path(__file__).resolve().parents[2]
@@ -23,7 +23,7 @@ import json, sys
 from pathlib import Path
 from pipeline.atomic import write_json_atomic, write_text_atomic
 from pipeline.data.records import write_prompts
-from pipeline.models import save_atomically, tiny_random_model, tiny_tokenizer
+from pipeline.modeling.models import save_atomically, tiny_random_model, tiny_tokenizer
 from pipeline.report import plot_curves
 from pipeline.types import Prompt
 

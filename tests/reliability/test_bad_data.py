@@ -254,7 +254,7 @@ def test_prepare_data_stage_skips_and_counts_in_stats_json(tmp_path, smoke_param
 
 
 def test_gold_reward_on_prompts_without_gold_is_an_error_before_loading(tmp_path) -> None:
-    from pipeline.training import run_training
+    from pipeline.steps import run_training
 
     golds = ["4", None, None]
     prompts = [

@@ -26,7 +26,7 @@ from pipeline.data.records import write_prompts
 from pipeline.eval.benchmarks import load_benchmark
 from pipeline.eval.partial import PartialSamples, fingerprint, source_digest
 from pipeline.eval.runner import chunk_prompts
-from pipeline.models import save_atomically, tiny_random_model, tiny_tokenizer
+from pipeline.modeling.models import save_atomically, tiny_random_model, tiny_tokenizer
 
 pytestmark = pytest.mark.integration
 PARTIAL = Path("runs/eval/tiny/arith/samples.partial.jsonl")
@@ -198,14 +198,14 @@ def test_chunks_are_the_fewest_prompts_that_fill_whole_generate_batches() -> Non
 
 
 def test_source_digest_follows_the_code_that_decides_the_samples(tmp_path) -> None:
-    for name in ("eval/grader.py", "rl/trainer.py", "models.py"):
-        (tmp_path / name).parent.mkdir(exist_ok=True)
+    for name in ("eval/grader.py", "rl/trainer.py", "modeling/models.py"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text("X = 1\n")
     before = source_digest(tmp_path)
     (tmp_path / "rl" / "trainer.py").write_text("X = 2\n")  # training code: the samples do not change
     (tmp_path / "eval" / "notes.md").write_text("not code")
     assert source_digest(tmp_path) == before
-    for name in ("eval/grader.py", "models.py"):
+    for name in ("eval/grader.py", "modeling/models.py"):
         (tmp_path / name).write_text("X = 3\n")
         assert source_digest(tmp_path) != before
         before = source_digest(tmp_path)

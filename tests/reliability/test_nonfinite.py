@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from smoke_config import train_config
 
 from pipeline.config.compose import compose_params
-from pipeline.models import tiny_random_model
+from pipeline.modeling.models import tiny_random_model
 from pipeline.rewards.registry import REWARDS
 from pipeline.rewards.self_certainty import self_certainty_reward
 from pipeline.rl.divergence import NonFiniteGuard, TrainingDiverged

@@ -27,9 +27,9 @@ from pathlib import Path
 import pytest
 from smoke_config import tracking_config, train_config
 
+from pipeline.steps import run_training
 from pipeline.tracking import make_tracker, parent_run_id, sanitize_key
 from pipeline.tracking.replay import replay_spool
-from pipeline.training import run_training
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]

@@ -29,7 +29,7 @@ from pipeline.config import (
     to_dict,
 )
 from pipeline.rl.checkpoint import latest_valid_checkpoint, list_checkpoints, verify_checkpoint
-from pipeline.training import run_training
+from pipeline.steps import run_training
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]

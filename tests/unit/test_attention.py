@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from pipeline.attention import GQA_SDPA, use_gqa_attention
+from pipeline.modeling.attention import GQA_SDPA, use_gqa_attention
 
 
 def _gqa_model(impl: str) -> LlamaForCausalLM:

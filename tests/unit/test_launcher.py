@@ -11,8 +11,8 @@ from smoke_config import smoke, trainer_config
 
 from pipeline.config import ConfigError
 from pipeline.config.params import check_runnable
-from pipeline.launcher import launch_command, needs_launch
-from pipeline.rl.distributed import Distributed, check_strategy
+from pipeline.parallel.distributed import Distributed, check_strategy
+from pipeline.parallel.launch import launch_command, needs_launch
 
 
 def test_cpu_launch_is_torchrun() -> None:

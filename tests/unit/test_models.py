@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 from smoke_config import model_config
 
-from pipeline.models import chat_prompt_ids, embedded_gguf_path, resolve_model_path, tiny_random_model
+from pipeline.modeling.models import (
+    chat_prompt_ids,
+    embedded_gguf_path,
+    resolve_model_path,
+    tiny_random_model,
+)
 
 
 def test_tiny_tokenizer_round_trip_and_chat_template(tokenizer) -> None:

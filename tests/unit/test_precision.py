@@ -6,7 +6,7 @@ import pytest
 import torch
 from smoke_config import train_config
 
-from pipeline.precision import (
+from pipeline.modeling.precision import (
     autocast,
     cpu_flags,
     cpu_has_bf16,

@@ -183,7 +183,7 @@ def test_each_batch_gets_a_cache_sized_to_itself(tokenizer, toy_prompts) -> None
     (transformers keeps `_previous_max_cache_length`): a batch's attention width, and so its rounding
     and its cost, would depend on what ran before it (a resumed evaluation is a fresh process)."""
     from pipeline.data.prompts import chat_messages
-    from pipeline.models import tiny_random_model
+    from pipeline.modeling.models import tiny_random_model
     from pipeline.types import Prompt
 
     model = tiny_random_model(seed=5)
@@ -210,7 +210,7 @@ def test_generation_config_processors_are_off(tokenizer, toy_prompts) -> None:
     """A model whose generation_config sets repetition_penalty, suppress_tokens, min_new_tokens and
     no_repeat_ngram_size samples exactly as the plain model, and its recorded self-certainty (finite:
     no -inf from a suppressed token) equals the scoring pass's on the raw logits."""
-    from pipeline.models import tiny_random_model
+    from pipeline.modeling.models import tiny_random_model
 
     plain, altered = tiny_random_model(seed=3), tiny_random_model(seed=3)
     sampling = SamplingConfig(temperature=0.9, max_new_tokens=10)
@@ -237,7 +237,7 @@ def test_generation_config_processors_are_off(tokenizer, toy_prompts) -> None:
 
 
 def test_greedy_evaluation_ignores_generation_config(tokenizer, toy_prompts) -> None:
-    from pipeline.models import tiny_random_model
+    from pipeline.modeling.models import tiny_random_model
 
     plain, altered = tiny_random_model(seed=4), tiny_random_model(seed=4)
     altered.generation_config.repetition_penalty = 1.3

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pipeline.models import tiny_random_model
-from pipeline.prompt_cache import position_ids_from_mask, shared_prompts
+from pipeline.modeling.models import tiny_random_model
+from pipeline.modeling.prompt_cache import position_ids_from_mask, shared_prompts
 from pipeline.rl.scoring import masked_sequence_mean, score_completions
 
 

@@ -20,7 +20,7 @@ from smoke_config import train_config
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from pipeline.config import ConfigError, SamplingConfig, TrainConfig
-from pipeline.models import tiny_random_model, tiny_tokenizer
+from pipeline.modeling.models import tiny_random_model, tiny_tokenizer
 from pipeline.rollout import vllm as vllm_engine
 from pipeline.rollout.factory import make_engine, make_eval_engine
 from pipeline.rollout.hf import HFRolloutEngine

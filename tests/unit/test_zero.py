@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import ConfigError
-from pipeline.rl.distributed import read_strategy
-from pipeline.rl.fsdp import fsdp_settings
-from pipeline.rl.zero import deepspeed_plugin, deepspeed_settings
+from pipeline.parallel.distributed import read_strategy
+from pipeline.parallel.fsdp import fsdp_settings
+from pipeline.parallel.zero import deepspeed_plugin, deepspeed_settings
 
 
 def test_shipped_zero_configs_give_their_stage() -> None:

@@ -24,8 +24,8 @@ from typing import Any, TypeVar
 import torch
 
 from pipeline.config import ConfigError, TrainConfig, TrainerConfig
-from pipeline.models import tied_keys
-from pipeline.rl import fsdp, zero
+from pipeline.modeling.models import tied_keys
+from pipeline.parallel import fsdp, zero
 
 T = TypeVar("T")
 
@@ -51,7 +51,7 @@ def check_shardable(prompts_per_step: int, processes: int) -> None:
 
 
 # accelerate distributed types this trainer runs, on CPU (gloo) or GPU (nccl): DDP, DeepSpeed ZeRO
-# stages 1-3 (its engine, pipeline/rl/zero.py) and FSDP2 (PyTorch's fully_shard, pipeline/rl/fsdp.py).
+# stages 1-3 (its engine, parallel/zero.py) and FSDP2 (PyTorch's fully_shard, parallel/fsdp.py).
 SUPPORTED_STRATEGIES = ("NO", "MULTI_CPU", "MULTI_GPU", "DEEPSPEED", "FSDP")
 
 

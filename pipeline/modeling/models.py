@@ -27,8 +27,8 @@ from transformers import (
 )
 
 from pipeline.atomic import fsync_tree
-from pipeline.attention import use_gqa_attention
 from pipeline.config import ModelConfig
+from pipeline.modeling.attention import use_gqa_attention
 from pipeline.types import Prompt
 
 EMBEDDED_PREFIX = "embedded:"
@@ -160,7 +160,7 @@ def load_model_and_tokenizer(
     path = resolve_model_path(cfg)
     model = AutoModelForCausalLM.from_pretrained(path, revision=cfg.revision, dtype=getattr(torch, cfg.dtype))
     if device == "cpu":
-        # CPU decode is memory-bound on transformers' K/V head copy (see pipeline/attention.py); on GPU
+        # CPU decode is memory-bound on transformers' K/V head copy (see modeling/attention.py); on GPU
         # the stock SDPA path picks the fused kernels.
         use_gqa_attention(model)
     return model.to(device).eval(), load_tokenizer(path, cfg.revision)
