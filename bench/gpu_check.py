@@ -21,9 +21,9 @@ from transformers import Qwen2Config, Qwen2ForCausalLM
 
 from pipeline.config import TrainConfig, apply_override, build, to_dict
 from pipeline.config.params import load_params
-from pipeline.data.registry import load_prompts
 from pipeline.modeling.models import tiny_tokenizer
 from pipeline.rl.trainer import Trainer
+from pipeline.tasks.training import load_prompts
 
 
 def qwen2_5_0_5b_config(eos: int) -> Qwen2Config:

@@ -152,11 +152,11 @@ def main() -> None:
         return grpo(args)
     torch.set_num_threads(args.threads)
 
-    from pipeline.data.registry import load_prompts
     from pipeline.modeling.models import load_model_and_tokenizer
     from pipeline.modeling.precision import autocast
     from pipeline.rollout.factory import make_engine
     from pipeline.steps import prepare_model
+    from pipeline.tasks.training import load_prompts
 
     names = [e for e in args.engines.split(",") if e]
     configs = {name: _config(args, name) for name in names}

@@ -118,9 +118,9 @@ def run_trl(args: argparse.Namespace, micro_batch: int) -> dict[str, Any]:
     from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
 
-    from pipeline.data.registry import load_prompts
     from pipeline.eval.math_grader import grade
     from pipeline.modeling.models import load_model_and_tokenizer
+    from pipeline.tasks.training import load_prompts
 
     torch.set_num_threads(args.threads)
     # ours' model and data sections (MATH train, its first PROMPTS x (steps + 1) records)
@@ -213,7 +213,7 @@ def _ordered_data(args: argparse.Namespace, folder: Path) -> None:
     source = Path(os.environ["INTUITOR_DATA_DIR"]) / "math" / "train.jsonl"
     records = read_records(source)[:limit]
     pcfg = _compose(args, tempfile.mkdtemp(prefix="vs_trl_cfg_"))
-    from pipeline.data.registry import load_prompts
+    from pipeline.tasks.training import load_prompts
 
     prompts = load_prompts(pcfg.data, pcfg.model.system_prompt)
     if len(prompts) != limit:

@@ -31,9 +31,7 @@ from pipeline.config import (
 )
 from pipeline.data.jsonl import DataError
 from pipeline.data.records import read_prompts, write_prompts
-from pipeline.data.registry import load_prompts
 from pipeline.data.screen import RecordScreen
-from pipeline.eval.benchmarks import load_benchmark
 from pipeline.eval.partial import weights_digest
 from pipeline.eval.runner import evaluate_prompts, save_evaluation
 from pipeline.modeling.models import load_model_and_tokenizer, resolve_model_path, save_atomically
@@ -43,6 +41,8 @@ from pipeline.report import write_report
 from pipeline.rewards.registry import REWARDS
 from pipeline.rl.trainer import Trainer, TrainResult
 from pipeline.rollout.factory import make_eval_engine
+from pipeline.tasks import load_benchmark
+from pipeline.tasks.training import load_prompts
 from pipeline.tracking import NullTracker, invocation_name, make_tracker, parent_run_id
 from pipeline.types import Prompt
 

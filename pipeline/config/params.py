@@ -7,8 +7,8 @@ from pathlib import Path
 import yaml
 
 from pipeline.config import ConfigError, PipelineConfig, build
-from pipeline.eval.benchmarks import NAMES
 from pipeline.parallel.distributed import check_accelerate_config, check_shardable
+from pipeline.tasks import BENCHMARKS
 
 PARAMS_FILE = Path("params.yaml")
 
@@ -31,9 +31,9 @@ def load_params(path: str | Path = PARAMS_FILE) -> PipelineConfig:
 def check_runnable(cfg: PipelineConfig) -> None:
     """Reject settings that validate but cannot run here yet, at stage start (before a model loads)."""
     for key, bench in cfg.benchmarks.items():
-        if bench.name not in NAMES:
+        if bench.name not in BENCHMARKS:
             raise ConfigError(
-                f"benchmarks.{key}.name: unknown benchmark {bench.name!r}; allowed: {list(NAMES)}"
+                f"benchmarks.{key}.name: unknown benchmark {bench.name!r}; allowed: {list(BENCHMARKS)}"
             )
         if bench.name == "alpaca_eval" and bench.judge is None:
             raise ConfigError(

@@ -21,7 +21,9 @@ from typing import Any, Literal
 from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
 from math_verify.errors import TimeoutException
 
+from pipeline.config import BenchmarkConfig
 from pipeline.eval.verdict import Verdict
+from pipeline.types import Prompt
 
 logger = logging.getLogger(__name__)
 
@@ -253,3 +255,10 @@ def gold_problem(gold: str) -> Literal["empty", "unbalanced_braces", "unparseabl
     except (Exception, TimeoutException):  # TimeoutException derives from BaseException
         logger.debug("math-verify failed on gold %r", gold, exc_info=True)
         return "unparseable"
+
+
+def grade_math(prompts: list[Prompt], completions: list[str], bench: BenchmarkConfig) -> list[Verdict]:
+    """The answer-matching math benchmarks' grader (arith, GSM8K, MATH500): one verdict per completion
+    against its prompt's gold, with the prompt's recorded fallback; the RL `gold` reward's own grade."""
+    del bench  # nothing configurable: the grader must stay identical to the training reward's
+    return [grade(c, p.gold, p.answer_fallback) for p, c in zip(prompts, completions, strict=True)]

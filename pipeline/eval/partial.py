@@ -46,7 +46,7 @@ MODEL_FILES = (
 PIPELINE_DIR = Path(__file__).resolve().parents[1]
 # The code that decides the samples (under pipeline/): the evaluate stage's code dependencies in
 # dvc.yaml (the model's loading, prompt rendering, attention, precision and certainty: modeling/).
-SOURCES = ("eval", "rollout", "modeling", "rl/batch.py", "rl/scoring.py")
+SOURCES = ("eval", "tasks", "data", "registry.py", "rollout", "modeling", "rl/batch.py", "rl/scoring.py")
 
 
 def _file_sha256(path: Path) -> bytes:

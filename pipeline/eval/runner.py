@@ -27,7 +27,6 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from pipeline.atomic import write_json_atomic, write_text_atomic
 from pipeline.config import BenchmarkConfig, SamplingConfig
-from pipeline.eval.benchmarks import Benchmark, get_benchmark
 from pipeline.eval.partial import PartialSamples, fingerprint
 from pipeline.eval.stats import mean_interval, pass_at_k, wilson_interval
 from pipeline.eval.verdict import Verdict
@@ -37,6 +36,7 @@ from pipeline.rl.batch import collate_groups
 from pipeline.rl.scoring import masked_sequence_mean, score_completions
 from pipeline.rollout.base import RolloutEngine
 from pipeline.rollout.hf import HFRolloutEngine
+from pipeline.tasks import Benchmark, get_benchmark
 from pipeline.types import Prompt, RolloutGroup
 
 

@@ -7,25 +7,24 @@ from collections.abc import Callable
 import torch
 
 from pipeline.config import RewardSpec
-from pipeline.rewards.entropy import entropy_reward
-from pipeline.rewards.gold import gold_reward
-from pipeline.rewards.plurality_vote import plurality_vote_reward
-from pipeline.rewards.self_certainty import self_certainty_reward
+from pipeline.registry import Registry
 from pipeline.types import ScoredBatch
 
 RewardFn = Callable[[ScoredBatch, RewardSpec], torch.Tensor]
 
-REWARDS: dict[str, RewardFn] = {
-    "self_certainty": self_certainty_reward,
-    "gold": gold_reward,
-    "plurality_vote": plurality_vote_reward,
-    "entropy": entropy_reward,
-}
+# A method's `rewards[].name` -> its reward function [B, G].
+REWARDS: Registry[RewardFn] = Registry(
+    "reward",
+    {
+        "self_certainty": "pipeline.rewards.self_certainty:self_certainty_reward",
+        "gold": "pipeline.rewards.gold:gold_reward",
+        "plurality_vote": "pipeline.rewards.plurality_vote:plurality_vote_reward",
+        "entropy": "pipeline.rewards.entropy:entropy_reward",
+    },
+)
 
 
 def get_reward(name: str) -> RewardFn:
-    if name not in REWARDS:
-        raise KeyError(f"unknown reward {name!r}; registered rewards: {sorted(REWARDS)}")
     return REWARDS[name]
 
 

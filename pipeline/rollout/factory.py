@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Protocol, TypeVar
+
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from pipeline.config import AlgorithmConfig, ConfigError, ModelConfig, RolloutConfig, TrainConfig
 from pipeline.modeling.models import resolve_model_path
 from pipeline.modeling.precision import Precision, generation_precision, resolve_mixed_precision
+from pipeline.registry import Registry
 from pipeline.rollout.base import RolloutEngine
 from pipeline.rollout.hf import HFRolloutEngine
+
+T = TypeVar("T")
 
 
 def default_max_model_len(alg: AlgorithmConfig) -> int | None:
@@ -17,6 +22,31 @@ def default_max_model_len(alg: AlgorithmConfig) -> int | None:
     if alg.max_prompt_tokens is None:
         return None
     return alg.max_prompt_tokens + alg.max_new_tokens
+
+
+class EngineBuilder(Protocol):
+    def __call__(
+        self,
+        cfg: TrainConfig,
+        policy: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        *,
+        show_progress: bool,
+        synced: bool,
+    ) -> RolloutEngine: ...
+
+
+class EvalEngineBuilder(Protocol):
+    def __call__(
+        self,
+        rollout: RolloutConfig,
+        model: ModelConfig,
+        mixed_precision: str,
+        policy: PreTrainedModel,
+        tokenizer: PreTrainedTokenizerBase,
+        *,
+        seed: int,
+    ) -> tuple[RolloutEngine | None, Precision]: ...
 
 
 def make_engine(
@@ -28,39 +58,12 @@ def make_engine(
     synced: bool = False,
 ) -> RolloutEngine:
     """The engine that samples `policy`'s rollouts: HF generate on the policy itself, or a colocated
-    vLLM (imported only here) that follows the policy's weights. The only place a training run's
+    vLLM (imported only then) that follows the policy's weights. The only place a training run's
     engine is built (the Trainer calls it; the train stage, the Hydra app, the benches and the tests
     all go through the Trainer)."""
-    engine = cfg.rollout.engine
-    alg = cfg.algorithm
-    if engine == "hf":
-        return HFRolloutEngine(
-            policy,
-            tokenizer,
-            show_progress=show_progress,
-            synced=synced,
-            # One iteration: the old log-probs are the gradient pass's own (detached), so the only
-            # thing the policy's no-grad pass would add is self-certainty and entropy, which
-            # generate's logits already hold: recorded there, the pass is skipped.
-            record_token_scores=alg.num_iterations == 1,
-            certainty_temperature=alg.certainty_temperature(),
-        )
-    if engine == "vllm":
-        # The precision the training passes run in (`auto` resolved for the policy's device, where
-        # the engine runs too; the Trainer resolves it before calling here, so a no-op for it).
-        device = str(next(policy.parameters()).device)
-        precision = resolve_mixed_precision(cfg.trainer.mixed_precision, device)
-        return _vllm_engine(
-            cfg.model,
-            cfg.rollout,
-            policy,
-            tokenizer,
-            precision=precision,
-            seed=cfg.trainer.seed,
-            max_model_len=cfg.rollout.max_model_len or default_max_model_len(alg),
-            show_progress=show_progress,
-        )
-    raise ConfigError(f"rollout.engine: unknown engine {engine!r}; allowed: ['hf', 'vllm']")
+    return _builder(ENGINES, cfg.rollout.engine)(
+        cfg, policy, tokenizer, show_progress=show_progress, synced=synced
+    )
 
 
 def make_eval_engine(
@@ -73,30 +76,109 @@ def make_eval_engine(
     seed: int,
 ) -> tuple[RolloutEngine | None, Precision]:
     """The engine evaluation decodes with and the precision it generates in: the training runs'
-    engine (`rollout.engine`), so a model is evaluated as it was sampled during training.
+    engine (`rollout.engine`), so a model is evaluated as it was sampled during training."""
+    return _builder(EVAL_ENGINES, rollout.engine)(
+        rollout, model, mixed_precision, policy, tokenizer, seed=seed
+    )
 
-    hf: None (the runner builds the HF engine, which records each answer's certainty while it
-    generates) and the HF engine's generation precision (the weights' own on CPU). vllm: a vLLM engine
-    on `model`'s folder at the training passes' precision (bf16 where autocast runs in bf16), not
-    following the policy (its weights do not change)."""
+
+def _builder(registry: Registry[T], engine: str) -> T:
+    if engine not in registry:
+        raise ConfigError(f"rollout.engine: unknown engine {engine!r}; allowed: {list(registry)}")
+    return registry[engine]
+
+
+def _hf_engine(
+    cfg: TrainConfig,
+    policy: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    show_progress: bool,
+    synced: bool,
+) -> RolloutEngine:
+    return HFRolloutEngine(
+        policy,
+        tokenizer,
+        show_progress=show_progress,
+        synced=synced,
+        # One iteration: the old log-probs are the gradient pass's own (detached), so the only
+        # thing the policy's no-grad pass would add is self-certainty and entropy, which
+        # generate's logits already hold: recorded there, the pass is skipped.
+        record_token_scores=cfg.algorithm.num_iterations == 1,
+        certainty_temperature=cfg.algorithm.certainty_temperature(),
+    )
+
+
+def _vllm_train_engine(
+    cfg: TrainConfig,
+    policy: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    show_progress: bool,
+    synced: bool,
+) -> RolloutEngine:
+    del synced  # vLLM generates on its own weights copy: no collective per decoder call
+    # The precision the training passes run in (`auto` resolved for the policy's device, where
+    # the engine runs too; the Trainer resolves it before calling here, so a no-op for it).
     device = str(next(policy.parameters()).device)
-    if rollout.engine == "hf":
-        return None, generation_precision(mixed_precision, device)
-    if rollout.engine == "vllm":
-        precision = resolve_mixed_precision(mixed_precision, device)
-        engine = _vllm_engine(
-            model,
-            rollout,
-            policy,
-            tokenizer,
-            precision=precision,
-            seed=seed,
-            max_model_len=rollout.max_model_len,
-            show_progress=False,  # the runner's item bar reports progress
-            follow_policy=False,
-        )
-        return engine, precision
-    raise ConfigError(f"rollout.engine: unknown engine {rollout.engine!r}; allowed: ['hf', 'vllm']")
+    precision = resolve_mixed_precision(cfg.trainer.mixed_precision, device)
+    return _vllm_engine(
+        cfg.model,
+        cfg.rollout,
+        policy,
+        tokenizer,
+        precision=precision,
+        seed=cfg.trainer.seed,
+        max_model_len=cfg.rollout.max_model_len or default_max_model_len(cfg.algorithm),
+        show_progress=show_progress,
+    )
+
+
+def _hf_eval_engine(
+    rollout: RolloutConfig,
+    model: ModelConfig,
+    mixed_precision: str,
+    policy: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    seed: int,
+) -> tuple[RolloutEngine | None, Precision]:
+    """None (the runner builds the HF engine, which records each answer's certainty while it
+    generates) and the HF engine's generation precision (the weights' own on CPU)."""
+    return None, generation_precision(mixed_precision, str(next(policy.parameters()).device))
+
+
+def _vllm_eval_engine(
+    rollout: RolloutConfig,
+    model: ModelConfig,
+    mixed_precision: str,
+    policy: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    *,
+    seed: int,
+) -> tuple[RolloutEngine | None, Precision]:
+    """A vLLM engine on `model`'s folder at the training passes' precision (bf16 where autocast runs
+    in bf16), not following the policy (its weights do not change)."""
+    precision = resolve_mixed_precision(mixed_precision, str(next(policy.parameters()).device))
+    engine = _vllm_engine(
+        model,
+        rollout,
+        policy,
+        tokenizer,
+        precision=precision,
+        seed=seed,
+        max_model_len=rollout.max_model_len,
+        show_progress=False,  # the runner's item bar reports progress
+        follow_policy=False,
+    )
+    return engine, precision
+
+
+# `rollout.engine` -> the builder of a training run's engine, and of evaluation's.
+ENGINES: Registry[EngineBuilder] = Registry("rollout engine", {"hf": _hf_engine, "vllm": _vllm_train_engine})
+EVAL_ENGINES: Registry[EvalEngineBuilder] = Registry(
+    "evaluation engine", {"hf": _hf_eval_engine, "vllm": _vllm_eval_engine}
+)
 
 
 def _vllm_engine(

@@ -6,11 +6,11 @@ import pytest
 import torch
 from smoke_config import benchmark_config, data_config
 
-from pipeline.eval.benchmarks import get_benchmark, load_benchmark
 from pipeline.eval.runner import evaluate_prompts
 from pipeline.eval.stats import pass_at_k
 from pipeline.modeling.models import prompt_ids, tiny_random_model
 from pipeline.rollout.hf import HFRolloutEngine, cut_at_stop
+from pipeline.tasks import get_benchmark, load_benchmark
 from pipeline.types import Prompt
 
 pytestmark = pytest.mark.integration

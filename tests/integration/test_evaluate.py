@@ -7,10 +7,10 @@ import json
 import pytest
 from smoke_config import benchmark_config, data_config
 
-from pipeline.eval.benchmarks import load_benchmark
 from pipeline.eval.runner import evaluate_prompts, save_evaluation
 from pipeline.eval.stats import wilson_interval
 from pipeline.modeling.models import tiny_random_model
+from pipeline.tasks import load_benchmark
 
 pytestmark = pytest.mark.integration
 

@@ -24,11 +24,11 @@ from smoke_config import benchmark_config, data_config, train_config
 from pipeline.config import ConfigError
 from pipeline.config.compose import compose_params
 from pipeline.data.jsonl import DataError
-from pipeline.data.math import load_math
 from pipeline.data.records import read_prompts, write_prompts
-from pipeline.data.registry import load_prompts
 from pipeline.data.screen import RecordScreen
-from pipeline.eval.benchmarks import load_benchmark
+from pipeline.tasks import load_benchmark
+from pipeline.tasks.math import load_math
+from pipeline.tasks.training import load_prompts
 from pipeline.types import Prompt
 
 REPO = Path(__file__).resolve().parents[2]

@@ -23,10 +23,10 @@ from smoke_config import benchmark_config, data_config, model_config, smoke
 
 from pipeline.config import BenchmarkConfig, to_dict
 from pipeline.data.records import write_prompts
-from pipeline.eval.benchmarks import load_benchmark
 from pipeline.eval.partial import PartialSamples, fingerprint, source_digest
 from pipeline.eval.runner import chunk_prompts
 from pipeline.modeling.models import save_atomically, tiny_random_model, tiny_tokenizer
+from pipeline.tasks import load_benchmark
 
 pytestmark = pytest.mark.integration
 PARTIAL = Path("runs/eval/tiny/arith/samples.partial.jsonl")

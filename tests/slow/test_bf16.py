@@ -13,13 +13,13 @@ import torch
 
 from pipeline.config import SamplingConfig
 from pipeline.config.compose import compose_config
-from pipeline.data.math import load_math
 from pipeline.modeling.models import load_model_and_tokenizer
 from pipeline.modeling.precision import autocast
 from pipeline.rl.batch import collate_groups
 from pipeline.rl.loss import grpo_loss, token_weights
 from pipeline.rl.scoring import score_completions
 from pipeline.rollout.hf import HFRolloutEngine
+from pipeline.tasks.math import load_math
 
 pytestmark = pytest.mark.slow
 

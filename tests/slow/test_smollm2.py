@@ -13,13 +13,13 @@ from transformers import AutoModelForCausalLM
 
 from pipeline.config import SamplingConfig
 from pipeline.config.compose import compose_config
-from pipeline.data.math import load_math
 from pipeline.modeling.models import embedded_gguf_path, load_model_and_tokenizer, resolve_model_path
 from pipeline.modeling.prompt_cache import position_ids_from_mask
 from pipeline.rl.batch import collate_groups
 from pipeline.rl.scoring import score_completions
 from pipeline.rl.trainer import Trainer
 from pipeline.rollout.hf import HFRolloutEngine
+from pipeline.tasks.math import load_math
 
 pytestmark = pytest.mark.slow
 

@@ -25,11 +25,10 @@ import pytest
 from smoke_config import benchmark_config, data_config, smoke
 
 from pipeline.config import to_dict
-from pipeline.data.alpaca_eval import load_alpaca_eval
 from pipeline.data.jsonl import DataError
-from pipeline.eval.benchmarks import get_benchmark
-from pipeline.eval.benchmarks.alpaca_eval import judge_outputs
 from pipeline.eval.judge import JudgeError, import_alpaca_eval
+from pipeline.tasks import get_benchmark
+from pipeline.tasks.alpaca_eval import judge_outputs, load_alpaca_eval
 from pipeline.types import Prompt
 
 DATA_DIR = os.environ.get("INTUITOR_DATA_DIR")

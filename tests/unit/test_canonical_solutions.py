@@ -14,8 +14,8 @@ from collections.abc import Callable
 from smoke_config import benchmark_config, data_config
 
 from pipeline.data.sources import load_split
-from pipeline.eval.benchmarks import get_benchmark
 from pipeline.eval.verdict import Verdict
+from pipeline.tasks import get_benchmark
 from pipeline.types import Prompt
 
 # Generous per-program limit: the machine is shared, and no program here is anywhere near it.

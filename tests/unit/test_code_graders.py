@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 from smoke_config import benchmark_config
 
-from pipeline.data.cruxeval import load_cruxeval
-from pipeline.data.humaneval import load_humaneval
 from pipeline.data.jsonl import DataError
-from pipeline.data.livecodebench import load_livecodebench
-from pipeline.eval.benchmarks import cruxeval, humaneval, livecodebench
 from pipeline.eval.code_extraction import extract_code
 from pipeline.eval.verdict import Verdict
+from pipeline.tasks import cruxeval, humaneval, livecodebench
+from pipeline.tasks.cruxeval import load_cruxeval
+from pipeline.tasks.humaneval import load_humaneval
+from pipeline.tasks.livecodebench import load_livecodebench
 from pipeline.types import Prompt
 
 # Small wall-clock limit so the infinite-loop cases end quickly; every honest case runs in well under it.

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.data.gsm8k import load_gsm8k
 from pipeline.data.jsonl import DataError, read_records
-from pipeline.data.math import load_math
 from pipeline.data.sampler import PromptSampler
+from pipeline.tasks.gsm8k import load_gsm8k
+from pipeline.tasks.math import load_math
 from pipeline.types import Prompt
 
 

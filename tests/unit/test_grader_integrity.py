@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from smoke_config import benchmark_config
 
-from pipeline.eval.benchmarks import cruxeval, get_benchmark, humaneval, livecodebench
 from pipeline.eval.runner import score
 from pipeline.eval.verdict import Verdict
+from pipeline.tasks import cruxeval, get_benchmark, humaneval, livecodebench
 from pipeline.types import Prompt
 
 TIMEOUT_S = 5.0

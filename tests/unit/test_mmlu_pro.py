@@ -11,9 +11,8 @@ import pytest
 from smoke_config import benchmark_config, data_config
 
 from pipeline.data.jsonl import DataError
-from pipeline.data.mmlu_pro import load_mmlu_pro
-from pipeline.eval.benchmarks import get_benchmark
-from pipeline.eval.benchmarks.mmlu_pro import extract_choice, grade_choice
+from pipeline.tasks import get_benchmark
+from pipeline.tasks.mmlu_pro import extract_choice, grade_choice, load_mmlu_pro
 
 DATA_DIR = os.environ.get("INTUITOR_DATA_DIR")
 needs_data = pytest.mark.skipif(

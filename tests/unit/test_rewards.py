@@ -97,7 +97,7 @@ def test_combine_weights_and_components() -> None:
 
 def test_registry_errors_and_reference_need() -> None:
     assert set(REWARDS) == {"self_certainty", "gold", "plurality_vote", "entropy"}
-    with pytest.raises(KeyError, match="registered rewards"):
+    with pytest.raises(KeyError, match=r"unknown reward .length.; registered: \[.entropy., .gold."):
         get_reward("length")
     assert needs_reference([RewardSpec(name="self_certainty", source="reference", weight=1.0)])
     assert not needs_reference(

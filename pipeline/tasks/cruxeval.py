@@ -1,7 +1,7 @@
 """CRUXEval-O: the predicted output is correct iff it is a literal equal to `f(<input>)` run in the sandbox.
 
 The prediction is read from the completion in this order (the order is recorded in Verdict.source):
-1. "boxed": the last `\\boxed{...}` (the paper's system prompt asks for a box), via the math grader's
+1. "boxed": the last `\boxed{...}` (the paper's system prompt asks for a box), via the math grader's
    brace-balanced extractor, so dict / set literals keep their braces;
 2. "answer_tag": the last `[ANSWER] ... [/ANSWER]` (CRUXEval's own few-shot format);
 3. "assert": the last `assert f(...) == X` line.
@@ -16,6 +16,8 @@ is a plain builtin value; the parent compares it with the literal under Python `
 `assert f(<input>) == <prediction>` would on plain values. No part of the prediction ever runs, so it
 cannot exit early, print a fake report or return an always-equal object; a wrong literal is
 `wrong_answer`. Each distinct item runs once, however many predictions it has.
+
+Data: CRUXEval (`cruxeval-org/cruxeval`) for CRUXEval-O: given f and an input, predict the output.
 """
 
 from __future__ import annotations
@@ -25,13 +27,56 @@ import re
 from typing import Any
 
 from pipeline.config import BenchmarkConfig, DataConfig
-from pipeline.data.cruxeval import load_cruxeval
+from pipeline.data.jsonl import require
+from pipeline.data.prompts import chat_messages
 from pipeline.data.screen import RecordScreen
-from pipeline.eval.benchmarks import Benchmark
+from pipeline.data.sources import load_split
 from pipeline.eval.check_harness import plain_equal, run_jobs, value_job
 from pipeline.eval.math_grader import extract_boxed
 from pipeline.eval.verdict import Verdict
+from pipeline.tasks import Benchmark
 from pipeline.types import Prompt
+
+HUB_ID = "cruxeval-org/cruxeval"
+# Offline copy under $INTUITOR_DATA_DIR (shared/data/README.md, section 4).
+LOCAL_FILE = "cruxeval/cruxeval.jsonl"
+
+
+def cruxeval_output_question(code: str, input_: str) -> str:
+    """CRUXEval's chain-of-thought output-prediction instruction, with the answer asked for in a box.
+
+    The wording is CRUXEval's (`make_cot_output_prompt`) minus its few-shot [ANSWER] examples: the chat
+    system prompt of the paper asks for a boxed final answer, so the box replaces the [ANSWER] tags.
+    """
+    return (
+        "You are given a Python function and an assertion containing an input to the function. Complete the "
+        "assertion with a literal (no unsimplified expressions, no function calls) containing the output "
+        "when executing the provided code on the given input, even if the function is incorrect or "
+        "incomplete. Execute the program step by step before arriving at an answer.\n\n"
+        f"```python\n{code}\nassert f({input_}) == ??\n```\n\n"
+        "Give the final answer as the literal alone (not the whole assertion) inside \\boxed{}."
+    )
+
+
+def load_cruxeval(
+    path: str | None, split: str, system_prompt: str | None, limit: int | None = None
+) -> list[Prompt]:
+    """CRUXEval-O items: gold = the output literal; meta holds the code and input the grader runs."""
+    records, source = load_split("cruxeval", path, split, HUB_ID, local_file=LOCAL_FILE)
+    prompts = []
+    for rec in records[:limit] if limit is not None else records:
+        code = str(require(rec, "code", source))
+        input_ = str(require(rec, "input", source))
+        prompts.append(
+            Prompt(
+                id=f"cruxeval/{require(rec, 'id', source)}",
+                messages=chat_messages(cruxeval_output_question(code, input_), system_prompt),
+                gold=str(require(rec, "output", source)),
+                meta={"code": code, "input": input_},
+            )
+        )
+    return prompts
+
 
 _ANSWER_TAG_RE = re.compile(r"\[ANSWER\](.*?)\[/ANSWER\]", re.DOTALL)
 _ASSERT_LINE_RE = re.compile(r"^[ \t]*assert\s+f\s*\(.*==.*$", re.MULTILINE)

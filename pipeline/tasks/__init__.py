@@ -1,12 +1,11 @@
-"""Benchmark registry: one module per benchmark, each exporting `BENCHMARK` (loader + grader + metric).
-
-Modules are imported by name on first use, so a benchmark's heavy dependencies (a judge client, the
-alpaca_eval library) are never imported by the others.
+"""Tasks: one module per dataset, holding its loading, prompt format and grading. A benchmark's module
+exports `BENCHMARK` (loader + grader + metric); a training dataset's exports `training_prompts`
+(pipeline/tasks/training.py). Both registries import a module by name on first use, so a benchmark's
+heavy dependencies (a judge client, the alpaca_eval library) are never imported by the others.
 """
 
 from __future__ import annotations
 
-import importlib
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,10 +15,26 @@ from typing import Any, Protocol
 from pipeline.config import BenchmarkConfig, DataConfig
 from pipeline.data.screen import RecordScreen, check_limit
 from pipeline.eval.verdict import Verdict
+from pipeline.registry import Registry
 from pipeline.types import Prompt
 
-# Registry name -> module under pipeline/eval/benchmarks/.
-NAMES = ("arith", "gsm8k", "math500", "humaneval", "cruxeval", "livecodebench", "mmlu_pro", "alpaca_eval")
+# `benchmarks.<key>.name` -> the task module's BENCHMARK.
+BENCHMARKS: Registry[Benchmark] = Registry(
+    "benchmark",
+    {
+        name: f"pipeline.tasks.{name}:BENCHMARK"
+        for name in (
+            "arith",
+            "gsm8k",
+            "math500",
+            "humaneval",
+            "cruxeval",
+            "livecodebench",
+            "mmlu_pro",
+            "alpaca_eval",
+        )
+    },
+)
 
 
 class Loader(Protocol):
@@ -57,9 +72,9 @@ class Benchmark:
 
 
 def get_benchmark(name: str) -> Benchmark:
-    if name not in NAMES:
-        raise KeyError(f"benchmarks.{name}: unknown benchmark; available: {list(NAMES)}")
-    return importlib.import_module(f"pipeline.eval.benchmarks.{name}").BENCHMARK
+    if name not in BENCHMARKS:
+        raise KeyError(f"benchmarks.{name}: unknown benchmark; available: {list(BENCHMARKS)}")
+    return BENCHMARKS[name]
 
 
 def load_benchmark(

@@ -1,31 +1,39 @@
-"""MMLU-Pro (`TIGER-Lab/MMLU-Pro`): up-to-ten-option questions in the official 5-shot chain-of-thought format.
+"""MMLU-Pro test: official 5-shot CoT prompt (no chat template), letter read as the official script reads it.
 
-The prompt is the one the official local evaluation (TIGER-AI-Lab/MMLU-Pro `evaluate_from_local.py`,
-`generate_cot_prompt`) feeds to the model verbatim, with no chat template:
+Extraction follows TIGER-AI-Lab/MMLU-Pro `extract_answer` -> `extract_again` -> `extract_final`, in order:
 
-    <cot_prompt_lib/initial_prompt.txt with {$} = category>\\n
-    Question:\\n<q>\\nOptions:\\nA. <opt>\\n...<cot_content, "A: Let's..." -> "Answer: Let's...">\\n\\n  x5
-    Question:\\n<q>\\nOptions:\\nA. <opt>\\n...Answer: Let's think step by step.
+1. `answer is \\(?([A-J])\\)?` (case-sensitive, first match)            -> source "answer_is"
+2. `.*[aA]nswer:\\s*([A-J])` (no DOTALL: the first line holding one;
+   greedy, so the last "answer:" on that line)                          -> source "answer_colon"
+3. `\b[A-J]\b(?!.*\b[A-J]\b)` with DOTALL (the last standalone
+   capital A-J anywhere, even the pronoun "I")                          -> source "last_letter"
 
-The five exemplars are the first validation items of the test item's category, in file order; "N/A"
-options are dropped everywhere, as the official `preprocess` does. The official script generates with
-`stop=["Question:"]` so the model does not go on to invent the next question: configure the benchmark's
-`stop` list with it.
+A prediction is correct when it equals the gold letter (the record's `answer` field, as the official
+scorer compares). Deviation, on purpose: when nothing is extracted the official script scores a
+`random.seed(12345)` guess among the options; we count the item wrong with source "none", so the accuracy
+never rewards unanswered items. A letter past the item's option count (e.g. "J" on a 4-option question)
+is wrong, flagged `out_of_range` in the verdict detail.
 
-The official script also drops trailing exemplars while the prompt has `4096 - 2048` tokens or more under
-the evaluated model's tokenizer (about 3.5% of test prompts with the SmolLM2 tokenizer, mostly history).
-Pass `count_tokens` to reproduce that; without it every prompt keeps five exemplars.
+Configure `stop: ["Question:"]` for this benchmark, as the official generation does.
+
+Data: MMLU-Pro (`TIGER-Lab/MMLU-Pro`): up-to-ten-option questions in the official 5-shot chain-of-thought
+format.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipeline.config import BenchmarkConfig, DataConfig
 from pipeline.data.jsonl import DataError, require, where
+from pipeline.data.screen import RecordScreen
 from pipeline.data.sources import load_split
+from pipeline.eval.verdict import Verdict
+from pipeline.tasks import Benchmark
 from pipeline.types import Prompt
 
 HUB_ID = "TIGER-Lab/MMLU-Pro"
@@ -178,3 +186,53 @@ def load_mmlu_pro(
             )
         )
     return prompts
+
+
+# The official extraction cascade, tried in this order (see the module docstring).
+_PATTERNS: tuple[tuple[str, re.Pattern[str], int], ...] = (
+    ("answer_is", re.compile(r"answer is \(?([A-J])\)?"), 1),
+    ("answer_colon", re.compile(r".*[aA]nswer:\s*([A-J])"), 1),
+    ("last_letter", re.compile(r"\b[A-J]\b(?!.*\b[A-J]\b)", re.DOTALL), 0),
+)
+# Generation stop strings of the official local evaluation.
+STOP = ("Question:",)
+
+
+def extract_choice(completion: str) -> tuple[str | None, str]:
+    """(letter, pattern name) of the first official pattern that matches, or (None, "none")."""
+    for name, pattern, group in _PATTERNS:
+        match = pattern.search(completion)
+        if match:
+            return match.group(group), name
+    return None, "none"
+
+
+def grade_choice(completion: str, gold: str, num_options: int) -> Verdict:
+    """Verdict of one completion against the gold letter of a question with `num_options` options."""
+    letter, source = extract_choice(completion)
+    out_of_range = letter is not None and letter not in LETTERS[:num_options]
+    correct = letter is not None and not out_of_range and letter == gold
+    return Verdict(correct=correct, extracted=letter, source=source, detail={"out_of_range": out_of_range})
+
+
+def load(
+    bench: BenchmarkConfig, data: DataConfig, system_prompt: str | None, screen: RecordScreen | None = None
+) -> list[Prompt]:
+    # The official format has no system prompt and no chat template: Prompt.text is used verbatim.
+    del data, system_prompt, screen  # no math-verify gold to screen (load_benchmark counts items)
+    return load_mmlu_pro(bench.path, bench.split)
+
+
+def grade(prompts: list[Prompt], completions: list[str], bench: BenchmarkConfig) -> list[Verdict]:
+    del bench
+    if len(prompts) != len(completions):
+        raise ValueError(f"mmlu_pro: {len(prompts)} prompts but {len(completions)} completions")
+    verdicts = []
+    for p, c in zip(prompts, completions, strict=True):
+        if p.gold is None:
+            raise ValueError(f"{p.id}: MMLU-Pro prompt has no gold letter")
+        verdicts.append(grade_choice(c, p.gold, int(p.meta["num_options"])))
+    return verdicts
+
+
+BENCHMARK = Benchmark(name="mmlu_pro", load=load, grade=grade, metric="accuracy", category_key="category")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pipeline.config import DataConfig
 from pipeline.data.jsonl import require, where
 from pipeline.data.prompts import chat_messages
 from pipeline.data.screen import RecordScreen
@@ -41,3 +42,8 @@ def load_math(
         meta = {k: rec[k] for k in ("level", "type", "subject") if k in rec}
         prompts.append(Prompt(id=pid, messages=chat_messages(problem, system_prompt), gold=gold, meta=meta))
     return screen.finish(source, prompts)
+
+
+def training_prompts(cfg: DataConfig, system_prompt: str | None, screen: RecordScreen) -> list[Prompt]:
+    """The `data` section's MATH split (the paper's training set)."""
+    return load_math(cfg.path, cfg.split, system_prompt, cfg.limit, screen=screen)

@@ -6,8 +6,10 @@ INTUITOR-Code run used the train split, which these machines do not have.
 
 from __future__ import annotations
 
+from pipeline.config import DataConfig
 from pipeline.data.jsonl import require
 from pipeline.data.prompts import chat_messages
+from pipeline.data.screen import RecordScreen
 from pipeline.data.sources import load_split
 from pipeline.types import Prompt
 
@@ -27,3 +29,9 @@ def load_code_contests(
         )
         for i, r in enumerate(rows)
     ]
+
+
+def training_prompts(cfg: DataConfig, system_prompt: str | None, screen: RecordScreen) -> list[Prompt]:
+    """Problem statements without gold (label-free methods only); the screen counts them."""
+    prompts = load_code_contests(cfg.path, cfg.split, system_prompt, cfg.limit)
+    return screen.finish(cfg.path or cfg.name, prompts)

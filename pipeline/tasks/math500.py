@@ -1,11 +1,17 @@
-"""MATH500 (`HuggingFaceH4/MATH-500`): the paper's MATH evaluation set, 500 problems with answers."""
+"""MATH500 (`HuggingFaceH4/MATH-500`): math-verify on the last boxed answer, no fallback.
+
+Data: MATH500 (`HuggingFaceH4/MATH-500`): the paper's MATH evaluation set, 500 problems with answers.
+"""
 
 from __future__ import annotations
 
+from pipeline.config import BenchmarkConfig, DataConfig
 from pipeline.data.jsonl import require, where
 from pipeline.data.prompts import chat_messages
 from pipeline.data.screen import RecordScreen
 from pipeline.data.sources import load_split
+from pipeline.eval.math_grader import grade_math
+from pipeline.tasks import Benchmark
 from pipeline.types import Prompt
 
 HUB_ID = "HuggingFaceH4/MATH-500"
@@ -37,3 +43,13 @@ def load_math500(
             )
         )
     return screen.finish(source, prompts)
+
+
+def load(
+    bench: BenchmarkConfig, data: DataConfig, system_prompt: str | None, screen: RecordScreen | None = None
+) -> list[Prompt]:
+    del data
+    return load_math500(bench.path, bench.split, system_prompt, screen=screen)
+
+
+BENCHMARK = Benchmark(name="math500", load=load, grade=grade_math, metric="accuracy", category_key="subject")

@@ -1,11 +1,17 @@
-"""GSM8K grade-school word problems (`openai/gsm8k`, config main)."""
+"""GSM8K test (`openai/gsm8k`, main): last boxed answer, else the last number (recorded as the fallback).
+
+Data: GSM8K grade-school word problems (`openai/gsm8k`, config main).
+"""
 
 from __future__ import annotations
 
+from pipeline.config import BenchmarkConfig, DataConfig
 from pipeline.data.jsonl import require, where
 from pipeline.data.prompts import chat_messages
 from pipeline.data.screen import RecordScreen
 from pipeline.data.sources import load_split
+from pipeline.eval.math_grader import grade_math
+from pipeline.tasks import Benchmark
 from pipeline.types import Prompt
 
 HUB_ID = "openai/gsm8k"
@@ -48,3 +54,18 @@ def load_gsm8k(
             )
         )
     return screen.finish(source, prompts)
+
+
+def load(
+    bench: BenchmarkConfig, data: DataConfig, system_prompt: str | None, screen: RecordScreen | None = None
+) -> list[Prompt]:
+    del data
+    return load_gsm8k(bench.path, bench.split, system_prompt, screen=screen)
+
+
+BENCHMARK = Benchmark(name="gsm8k", load=load, grade=grade_math, metric="accuracy")
+
+
+def training_prompts(cfg: DataConfig, system_prompt: str | None, screen: RecordScreen) -> list[Prompt]:
+    """The `data` section's GSM8K split as training prompts."""
+    return load_gsm8k(cfg.path, cfg.split, system_prompt, cfg.limit, screen=screen)

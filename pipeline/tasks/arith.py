@@ -1,8 +1,6 @@
-"""Embedded default data: seeded procedural arithmetic word problems with exact integer answers.
+"""The embedded arithmetic word problems' held-out split (generated from the `data` section).
 
-Six difficulty levels (bare two-number sums up to two-step word problems) so the default model
-solves some but not all of them: RL has something to learn and accuracy can move both ways. The
-train and test splits come from disjoint RNG streams and are de-duplicated against each other.
+Data: Embedded default data: seeded procedural arithmetic word problems with exact integer answers.
 """
 
 from __future__ import annotations
@@ -10,7 +8,11 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
+from pipeline.config import BenchmarkConfig, DataConfig
 from pipeline.data.prompts import chat_messages
+from pipeline.data.screen import RecordScreen, screen_generated
+from pipeline.eval.math_grader import grade_math
+from pipeline.tasks import Benchmark
 from pipeline.types import Prompt
 
 NAMES = [
@@ -137,3 +139,23 @@ def arith_prompts(
         )
         for i, (q, a, lvl) in enumerate(rows)
     ]
+
+
+def load(
+    bench: BenchmarkConfig, data: DataConfig, system_prompt: str | None, screen: RecordScreen | None = None
+) -> list[Prompt]:
+    # Same generator settings as training (seed, sizes, levels), so the split is truly held out.
+    d = data
+    prompts = arith_prompts(bench.split, d.train_size, d.test_size, d.levels, d.seed, system_prompt)
+    screen = screen or RecordScreen(bench.on_invalid, "benchmarks.arith")
+    return screen_generated(prompts, screen, f"arith:{bench.split}")
+
+
+BENCHMARK = Benchmark(name="arith", load=load, grade=grade_math, metric="accuracy")
+
+
+def training_prompts(cfg: DataConfig, system_prompt: str | None, screen: RecordScreen) -> list[Prompt]:
+    """The `data` section's generated training split (its first `limit` problems)."""
+    prompts = arith_prompts(cfg.split, cfg.train_size, cfg.test_size, cfg.levels, cfg.seed, system_prompt)
+    prompts = prompts[: cfg.limit] if cfg.limit is not None else prompts
+    return screen_generated(prompts, screen, f"arith:{cfg.split}")

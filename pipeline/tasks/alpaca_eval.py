@@ -5,6 +5,9 @@ comes from the benchmark-level hook `judge_outputs`, which the runner calls once
 it always saves `model_outputs.json` in alpaca_eval's own format (so the outputs can be judged later,
 e.g. with `alpaca_eval evaluate --model_outputs ...`), and judges only when `judge.base_url` is set.
 Without a judge the result says "not judged" with null numbers: never a made-up score.
+
+Data: AlpacaEval 2.0 (`tatsu-lab/alpaca_eval`, config alpaca_eval_gpt4_baseline, split eval): 805
+instructions.
 """
 
 from __future__ import annotations
@@ -15,12 +18,55 @@ from typing import Any
 
 from pipeline.atomic import write_json_atomic
 from pipeline.config import BenchmarkConfig, ConfigError, DataConfig
-from pipeline.data.alpaca_eval import load_alpaca_eval
+from pipeline.data.jsonl import DataError
+from pipeline.data.prompts import chat_messages
 from pipeline.data.screen import RecordScreen
-from pipeline.eval.benchmarks import Benchmark
+from pipeline.data.sources import load_split
 from pipeline.eval.judge import JudgeError, judge_pairwise
 from pipeline.eval.verdict import Verdict
+from pipeline.tasks import Benchmark
 from pipeline.types import Prompt
+
+HUB_ID = "tatsu-lab/alpaca_eval"
+HUB_CONFIG = "alpaca_eval_gpt4_baseline"
+# Offline copy: the reference model's outputs file, which holds the instructions (data README section 7).
+FILE_NAME = "alpaca_eval_gpt4_baseline.json"
+_FIELDS = ("instruction", "output", "generator", "dataset")
+
+
+def load_alpaca_eval(
+    path: str | None, split: str = "eval", system_prompt: str | None = None, limit: int | None = None
+) -> list[Prompt]:
+    """Every instruction in dataset order, as chat prompts; meta holds the reference output for the judge.
+
+    `path`: null ($INTUITOR_DATA_DIR/alpaca_eval/ or the hub), the reference-outputs json file, a folder
+    holding it, or a hub id.
+    """
+    if path is not None and Path(path).is_dir():
+        path = str(Path(path) / FILE_NAME)
+    records, source = load_split(
+        "alpaca_eval", path, split, HUB_ID, hub_config=HUB_CONFIG, local_file=f"alpaca_eval/{FILE_NAME}"
+    )
+    prompts = []
+    for i, rec in enumerate(records[:limit] if limit is not None else records):
+        # A json array has no lines to name: errors give the record's position instead.
+        missing = [f for f in _FIELDS if not isinstance(rec.get(f), str)]
+        if missing:
+            present = sorted(k for k in rec if not k.startswith("_"))
+            raise DataError(f"{source}: record {i}: lacks string field(s) {missing} (has {present})")
+        prompts.append(
+            Prompt(
+                id=f"alpaca_eval/{split}/{i}",
+                messages=chat_messages(rec["instruction"], system_prompt),
+                meta={
+                    "dataset": rec["dataset"],
+                    "index": i,
+                    "reference_output": rec["output"],
+                    "reference_generator": rec["generator"],
+                },
+            )
+        )
+    return prompts
 
 
 def load(
