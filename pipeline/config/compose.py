@@ -1,11 +1,8 @@
-"""Compose conf/ into params.yaml exactly as DVC's Hydra integration does (`dvc exp run -S ...`).
-
-python -m pipeline.config.compose [override ...]      # e.g. experiment=smoke
-"""
+"""Compose conf/ into params.yaml exactly as DVC's Hydra integration does (`dvc exp run -S ...`);
+the command line is `python -m cli.compose [override ...]`."""
 
 from __future__ import annotations
 
-import sys
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,14 +29,3 @@ def compose_config(overrides: list[str], conf_dir: Path = CONF_DIR) -> PipelineC
 
     with tempfile.TemporaryDirectory() as tmp:
         return load_params(compose_params(Path(tmp) / "params.yaml", overrides, conf_dir))
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    out = compose_params("params.yaml", args)
-    print(f"wrote {out} from {CONF_DIR} with overrides {args}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -17,7 +17,7 @@ def load_params(path: str | Path = PARAMS_FILE) -> PipelineConfig:
     """Validate every key before any model loads; errors name the file and the key path."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"{path}: no params file (compose it: python -m pipeline.config.compose)")
+        raise ConfigError(f"{path}: no params file (compose it: python -m cli.compose)")
     try:
         tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as e:

@@ -7,7 +7,7 @@ are appended to a spool under `tracking.spool_dir` (format: `replay`). Offline, 
 contacted at most every `tracking.retry_s` seconds and only after a probe that waits a second at most;
 when it answers, the spool is replayed in order and the tracker is online again. `end` makes a last attempt; a
 spool left then is replayed by the next tracker that starts on the same store and experiment, or by
-`python -m pipeline.tracking.spool replay [--uri URI] [SPOOL ...]`.
+`python -m cli.replay [--uri URI] [SPOOL ...]`.
 
 Decisions:
 - Run ids: a run that could not be created gets the id `offline-<hex>` from `start` (callers store it
@@ -20,16 +20,12 @@ Decisions:
 
 from __future__ import annotations
 
-import argparse
 import logging
-import sys
 import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from pipeline.config import TrackingConfig
 from pipeline.tracking.base import (
@@ -56,7 +52,7 @@ from pipeline.tracking.replay import (
 
 _log = logging.getLogger(__name__)
 
-REPLAY_COMMAND = "python -m pipeline.tracking.spool replay"
+REPLAY_COMMAND = "python -m cli.replay"
 
 
 class SpoolingTracker(Tracker):
@@ -214,47 +210,3 @@ class SpoolingTracker(Tracker):
                 return  # down again: the rest waits too, order is kept
             if result.status == "done":
                 _log.info("tracking: %s", result.describe())
-
-
-PARAMS_FILE = Path("params.yaml")
-
-
-def params_spool_dir(params: Path) -> str | None:
-    """tracking.spool_dir of a params.yaml (None without one): where the pipeline's stages spool."""
-    try:
-        return str(yaml.safe_load(params.read_text(encoding="utf-8"))["tracking"]["spool_dir"])
-    except (OSError, KeyError, TypeError, yaml.YAMLError):
-        return None
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m pipeline.tracking.spool", description="Tracking calls spooled during a store outage."
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-    replay = commands.add_parser("replay", help="replay spooled tracking calls, delete the replayed spools")
-    replay.add_argument("--uri", help="tracking URI to replay into (default: each spool's own store)")
-    replay.add_argument(
-        "spools", nargs="*", type=Path, help="spool files (default: params.yaml's tracking.spool_dir/*.jsonl)"
-    )
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if args.uri:
-        check_uri(args.uri)
-    paths = args.spools
-    if not paths:
-        default_dir = params_spool_dir(PARAMS_FILE)
-        if default_dir is None:
-            print(f"{PARAMS_FILE}: no tracking.spool_dir here; name the spool files to replay")
-            return 2
-        paths = sorted(anchor_dir(default_dir).glob("*.jsonl"))
-        if not paths:
-            print(f"no tracking spools in {anchor_dir(default_dir)}")
-    results = [replay_spool(path, uri=args.uri) for path in paths]
-    for result in results:
-        print(result.describe())
-    return 0 if all(r.status in ("done", "gone") for r in results) else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

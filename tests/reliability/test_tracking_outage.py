@@ -83,7 +83,7 @@ def _replay_cli(*args: str, fault: str | None = None) -> subprocess.CompletedPro
     if fault:
         env["INTUITOR_FAULT"] = fault
     return subprocess.run(
-        [sys.executable, "-m", "pipeline.tracking.spool", "replay", *args],
+        [sys.executable, "-m", "cli.replay", *args],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -194,7 +194,7 @@ def test_unreachable_server_spools_and_the_command_replays_elsewhere(
             tracker.log_metrics({"reward/mean": step / 2}, step=step)
     assert time.monotonic() - t0 < 20
     [spool] = _spools(spool_dir)
-    assert str(spool) in caplog.text and "python -m pipeline.tracking.spool replay" in caplog.text
+    assert str(spool) in caplog.text and "python -m cli.replay" in caplog.text
 
     done = _replay_cli("--uri", uri, str(spool))
     assert done.returncode == 0, done.stdout + done.stderr

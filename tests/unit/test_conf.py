@@ -20,7 +20,7 @@ EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))
 def test_committed_params_yaml_is_the_composition_of_conf(tmp_path) -> None:
     out = compose_params(tmp_path / "params.yaml", [])
     assert (ROOT / "params.yaml").read_text() == out.read_text(), (
-        "params.yaml is stale: run `python -m pipeline.config.compose` and commit it"
+        "params.yaml is stale: run `python -m cli.compose` and commit it"
     )
 
 

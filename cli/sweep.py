@@ -1,8 +1,8 @@
 """The Hydra app for sweeps outside DVC: train every method of the composed config, evaluate, report.
 
-    python -m pipeline.run experiment=smoke
-    python -m pipeline.run -m experiment=smoke algorithm.beta=0,0.0001,0.005,0.01
-    python -m pipeline.run -m hydra/launcher=local_parallel ...   # joblib; hydra/launcher=slurm: submitit
+    python -m cli.sweep experiment=smoke
+    python -m cli.sweep -m experiment=smoke algorithm.beta=0,0.0001,0.005,0.01
+    python -m cli.sweep -m hydra/launcher=local_parallel ...   # joblib; hydra/launcher=slurm: submitit
 
 Each job works in its own Hydra output folder (models/, data/, runs/, results/ as under DVC) and
 logs to the project's MLflow store: one parent run per invocation (the sweep), a child per step.
