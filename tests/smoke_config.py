@@ -48,7 +48,7 @@ def train_config(
     tree = to_dict(smoke().train_config(method))
     if root is not None:
         tree["trainer"]["output_dir"] = str(root / method)
-        tree["tracking"].update(tracking_config(root).__dict__)
+        tree["tracking"] = to_dict(tracking_config(root))
     for key, value in (overrides or {}).items():
         apply_override(tree, key, value)
     return build(TrainConfig, tree)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Protocol, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -22,31 +23,6 @@ def default_max_model_len(alg: AlgorithmConfig) -> int | None:
     if alg.max_prompt_tokens is None:
         return None
     return alg.max_prompt_tokens + alg.max_new_tokens
-
-
-class EngineBuilder(Protocol):
-    def __call__(
-        self,
-        cfg: TrainConfig,
-        policy: PreTrainedModel,
-        tokenizer: PreTrainedTokenizerBase,
-        *,
-        show_progress: bool,
-        synced: bool,
-    ) -> RolloutEngine: ...
-
-
-class EvalEngineBuilder(Protocol):
-    def __call__(
-        self,
-        rollout: RolloutConfig,
-        model: ModelConfig,
-        mixed_precision: str,
-        policy: PreTrainedModel,
-        tokenizer: PreTrainedTokenizerBase,
-        *,
-        seed: int,
-    ) -> tuple[RolloutEngine | None, Precision]: ...
 
 
 def make_engine(
@@ -175,8 +151,11 @@ def _vllm_eval_engine(
 
 
 # `rollout.engine` -> the builder of a training run's engine, and of evaluation's.
-ENGINES: Registry[EngineBuilder] = Registry("rollout engine", {"hf": _hf_engine, "vllm": _vllm_train_engine})
-EVAL_ENGINES: Registry[EvalEngineBuilder] = Registry(
+# (The builders' signatures are those of make_engine and make_eval_engine, which call them.)
+ENGINES: Registry[Callable[..., RolloutEngine]] = Registry(
+    "rollout engine", {"hf": _hf_engine, "vllm": _vllm_train_engine}
+)
+EVAL_ENGINES: Registry[Callable[..., tuple[RolloutEngine | None, Precision]]] = Registry(
     "evaluation engine", {"hf": _hf_eval_engine, "vllm": _vllm_eval_engine}
 )
 
