@@ -9,7 +9,7 @@ from pipeline.report import CURVES, results_table, write_report
 
 def _metrics(root, model: str, bench: str, acc: float, n: int) -> None:
     d = root / model / bench
-    d.mkdir(parents=True)
+    d.mkdir(parents=True, exist_ok=True)
     (d / "metrics.json").write_text(
         json.dumps({"accuracy": acc, "ci95_low": acc - 0.1, "ci95_high": acc + 0.1, "n": n})
     )
@@ -60,3 +60,53 @@ def test_write_report_with_curves(tmp_path) -> None:
         png = tmp_path / "results" / "plots" / name
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
         assert f"plots/{name}" in text
+
+
+def _samples(root, model: str, bench: str, correct: list[bool], certainty: list[float]) -> None:
+    d = root / model / bench
+    d.mkdir(parents=True, exist_ok=True)
+    rows = [
+        {"id": f"q{i}", "sample": 0, "correct": ok, "self_certainty": sc}
+        for i, (ok, sc) in enumerate(zip(correct, certainty, strict=True))
+    ]
+    (d / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_report_pairs_models_item_by_item_and_writes_the_summary(tmp_path) -> None:
+    ev, tr = tmp_path / "eval", tmp_path / "train"
+    n = 40
+    base = [i < 8 for i in range(n)]  # 8 right
+    grpo = [i < 20 for i in range(n)]  # the base's 8 and 12 more: 12 discordant, all one way
+    intuitor = [i < 6 or 30 <= i < 32 for i in range(n)]  # 2 lost, 2 gained: no difference
+    for model, correct in (("base", base), ("grpo", grpo), ("intuitor", intuitor)):
+        # certainty ranks right answers above wrong ones for grpo only
+        sc = [float(ok) + 0.01 * i if model == "grpo" else 1.0 for i, ok in enumerate(correct)]
+        _samples(ev, model, "arith", correct, sc)
+        acc = sum(correct) / n
+        _metrics(ev, model, "arith", acc, n)
+    (tr / "intuitor").mkdir(parents=True)
+    rows = ["step,reward_mean,self_certainty_mean,completion_length_mean,gold_accuracy,gold_answer_rate"]
+    rows += [f"{s},{10 + s},{11 + s},{80 - s},0.1,{1 - 0.1 * s}" for s in range(8)]
+    (tr / "intuitor" / "steps.csv").write_text("\n".join(rows) + "\n")
+    text = write_report(ev, tr, tmp_path / "results" / "report.md", "demo", ["intuitor", "grpo"], ["arith"])
+    lines = text.splitlines()
+    grpo_vs_base = next(x for x in lines if x.startswith("| arith | grpo | base |"))
+    # exact McNemar of 12 vs 0: 2 / 2^12
+    assert "+0.300" in grpo_vs_base and "| 12 / 0 |" in grpo_vs_base and f"| {2 / 4096:.3g} |" in grpo_vs_base
+    # the fake intervals (acc +- 0.1) of 0.2 and 0.5 do not overlap
+    assert grpo_vs_base.endswith("| **no** |")
+    intuitor_vs_base = next(x for x in lines if x.startswith("| arith | intuitor | base |"))
+    assert "+0.000" in intuitor_vs_base and "| 2 / 2 |" in intuitor_vs_base
+    assert intuitor_vs_base.endswith("| 1 | yes |")
+    assert any(x.startswith("| arith | intuitor | grpo |") for x in lines)
+    assert not any(x.startswith("| arith | base | grpo |") for x in lines)  # the same pair once
+    auroc_rows = {x.split(" | ")[1]: x for x in lines if x.startswith("| arith |") and x.count("|") == 6}
+    assert "| 1.000 |" in auroc_rows["grpo"] and "| 0.500 |" in auroc_rows["intuitor"]
+    trend = next(x for x in lines if x.startswith("| intuitor | 8 |") and "->" in x)
+    # quarters of 8 steps: steps 0-1 and 6-7
+    assert "10.500 -> 16.500" in trend and "0.950 -> 0.350" in trend
+    summary = json.loads((tmp_path / "results" / "summary.json").read_text())["headline"]
+    assert summary == {
+        "arith": {"base": 0.2, "intuitor": 0.2, "grpo": 0.5},
+        "train": {"intuitor": {"reward": 17.0, "sc": 18.0, "len": 73.0}},
+    }
