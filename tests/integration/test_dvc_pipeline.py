@@ -13,11 +13,13 @@ from pathlib import Path
 import pytest
 import torch
 from mlflow import MlflowClient
+from mlflow_browser import ARTIFACTS, INSTALL_HINT, browser, chromium, mlflow_ui
 from safetensors.torch import load_file
 from scratch_repo import run_checked as _run
 from scratch_repo import scratch_pipeline
 
 from pipeline.modeling.precision import resolve_mixed_precision
+from pipeline.tracking.links import curves_url, runs_url
 
 pytestmark = pytest.mark.integration
 
@@ -48,7 +50,12 @@ def test_dvc_repro_smoke_end_to_end(repo) -> None:
         "self_certainty.png",
         "response_length.png",
         "gold_accuracy.png",
+        "answer_rate.png",
     }
+    assert "## Paired comparisons" in report and "| arith | grpo | base |" in report
+    headline = json.loads((path / "results/summary.json").read_text())["headline"]
+    assert set(headline["arith"]) == {"base", "intuitor", "grpo", "grpo_pv"}
+    assert set(headline["train"]["intuitor"]) == {"reward", "sc", "len"}
     metrics = json.loads((path / "results/eval/intuitor/arith/metrics.json").read_text())
     assert metrics["n"] == 6 and 0.0 <= metrics["accuracy"] <= 1.0
     assert metrics["mixed_precision"] == "no"  # the HF engine generates in the weights' precision on CPU
@@ -62,6 +69,14 @@ def test_dvc_repro_smoke_end_to_end(repo) -> None:
     runs = client.search_runs([exp.experiment_id])
     parents = [r for r in runs if r.data.tags.get("pipeline.role") == "parent"]
     assert len(parents) == 1
+    # the runs table compares invocations on the parent's own numbers: every score, every method curve
+    parent_metrics = parents[0].data.metrics
+    for model in ("base", "intuitor", "grpo", "grpo_pv"):
+        score = json.loads((path / f"results/eval/{model}/arith/metrics.json").read_text())["score"]
+        assert parent_metrics[f"arith/{model}"] == pytest.approx(score)
+    reward = client.get_metric_history(parents[0].info.run_id, "reward/grpo")
+    assert [m.step for m in sorted(reward, key=lambda m: m.step)] == [0, 1]
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"  # opens on runs, not GenAI
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parents[0].info.run_id]
     assert len(children) == 3 + 4  # train x3, evaluate x4
     assert {r.data.tags["method"] for r in children} == {"intuitor", "grpo", "grpo_pv", "base"}
@@ -74,6 +89,48 @@ def test_dvc_repro_smoke_end_to_end(repo) -> None:
     assert "Running stage" not in again and "up to date" in again
     # kept for the two-process test below
     shutil.copy2(path / "models/intuitor/model.safetensors", path.parent / "intuitor_one_process.safetensors")
+
+
+@pytest.mark.browser
+def test_mlflow_ui_shows_the_method_runs_and_their_curves(repo) -> None:
+    """A real browser on `mlflow ui` over the smoke pipeline's store: the experiment opens on its runs
+    (model training, not the GenAI overview), the method runs are listed, and the parent run's charts
+    show each curve for every method side by side. Screenshots go to test-artifacts/."""
+    if chromium() is None:
+        pytest.skip(f"no Chromium on PATH: {INSTALL_HINT}")
+    path, _ = repo
+    db = path / "mlflow.db"
+    if not db.is_file():
+        pytest.skip("needs test_dvc_repro_smoke_end_to_end first")
+    client = MlflowClient(tracking_uri=f"sqlite:///{db}")
+    exp = client.get_experiment_by_name("intuitor-pipeline")
+    parent = client.search_runs([exp.experiment_id], filter_string="tags.`pipeline.role` = 'parent'")[0]
+    with mlflow_ui(db) as url, browser() as page:
+        page.goto(f"{url}/#/experiments/{exp.experiment_id}?workflowType=machine_learning")
+        # the experiment's kind sends it to the runs tab, not GenAI's trace overview
+        page.wait_for("document.body.innerText.includes('matching runs')")
+        assert "Detect Issues" not in page.text()
+        # the links `python -m cli.ui` prints: the runs, flat (sorted by name, so MLflow does not fold
+        # the children under the parent) ...
+        page.goto(runs_url(url, exp.experiment_id))
+        page.wait_for("document.body.innerText.includes('train-grpo_pv')")
+        text = page.text()
+        for run in ("train-intuitor", "train-grpo", "eval-base-arith", parent.info.run_name):
+            assert run in text, f"run {run} not listed"
+        page.screenshot(ARTIFACTS / "mlflow_ui_runs.png")
+        # ... and the parent's charts, one per metric (plotly: a .js-plotly-plot each, its legend naming
+        # the curve), drawn once their data has arrived
+        page.goto(curves_url(url, exp.experiment_id, parent.info.run_id))
+        charts = len(parent.data.metrics)  # 4 scores + 4 curves x 3 methods
+        assert charts == 16
+        page.wait_for(f"document.querySelectorAll('.js-plotly-plot').length >= {charts}")
+        page.wait_for("document.body.innerHTML.includes('self_certainty/grpo_pv')")
+        html = page.html()
+        shot = page.screenshot(ARTIFACTS / "mlflow_ui_method_curves.png")
+    for method in ("intuitor", "grpo", "grpo_pv"):
+        for curve in ("reward", "self_certainty", "length"):
+            assert f"{curve}/{method}" in html, f"no {curve}/{method} chart"
+    assert shot.stat().st_size > 20_000
 
 
 def test_dvc_exp_run_recomposes_params(repo) -> None:

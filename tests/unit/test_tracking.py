@@ -232,3 +232,26 @@ def test_anchor_store_points_queued_experiments_at_the_project_store() -> None:
     )
     assert anchor_store("sqlite:////abs/x.db", "/p/repo") == "sqlite:////abs/x.db"
     assert anchor_store("http://server:5000", "/p/repo") == "http://server:5000"
+
+
+def test_experiments_open_as_model_training_and_parents_get_headline_numbers(store) -> None:
+    from pipeline.tracking import log_to_parent, parent_run_id
+
+    _, client, folder = store
+    # an experiment made before the tag existed gets it on first use
+    old = client.create_experiment("made-by-hand")
+    assert "mlflow.experimentKind" not in client.get_experiment(old).tags
+    _tracker(store, "made-by-hand").experiment_id()
+    assert client.get_experiment(old).tags["mlflow.experimentKind"] == "custom_model_development"
+    fresh = client.get_experiment(_tracker(store, "fresh").experiment_id())
+    assert fresh.tags["mlflow.experimentKind"] == "custom_model_development"
+
+    cfg = tracking_config(folder, experiment="fresh")
+    parent = parent_run_id(cfg, "inv-1")
+    log_to_parent(cfg, parent, [{"reward/intuitor": 1.0}, {"reward/intuitor": 2.5}])
+    log_to_parent(cfg, parent, [{"arith/intuitor": 0.25}])
+    assert _history(client, parent, "reward/intuitor") == [(0, 1.0), (1, 2.5)]
+    assert client.get_run(parent).data.metrics == {"reward/intuitor": 2.5, "arith/intuitor": 0.25}
+    log_to_parent(cfg, None, [{"x": 1.0}])  # no parent (store was down): nothing to do, no error
+    log_to_parent(tracking_config(folder, experiment="fresh", backend="null"), parent, [{"y": 1.0}])
+    assert "y" not in client.get_run(parent).data.metrics
