@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from pathlib import Path
 from typing import Any
 
 from pipeline.atomic import atomic_path, write_json_atomic, write_text_atomic
+from pipeline.curves import DROP, WINDOW, exploitation_table, load_curves, trend_table
 from pipeline.eval.paired import auroc, compare
 
 # (csv column, title, file name) of the curves drawn per method.
@@ -18,15 +18,6 @@ CURVES = [
     ("completion_length_mean", "Response length (tokens)", "response_length.png"),
     ("gold_accuracy", "Gold accuracy (training rollouts)", "gold_accuracy.png"),
     ("gold_answer_rate", "Answer rate (training rollouts)", "answer_rate.png"),
-]
-# (csv column, header) of the training trends table: early vs late mean per method.
-TRENDS = [
-    ("reward_mean", "reward"),
-    ("self_certainty_mean", "self-certainty"),
-    ("completion_length_mean", "length"),
-    ("gold_accuracy", "gold acc"),
-    ("gold_answer_rate", "answer rate"),
-    ("completion_clipped_ratio", "clipped"),
 ]
 # Models every other model is compared with, item by item, when they are in the experiment.
 REFERENCES = ("base", "grpo")
@@ -38,17 +29,6 @@ def load_eval_metrics(root: Path) -> dict[tuple[str, str], dict[str, Any]]:
     for f in sorted(root.glob("*/*/metrics.json")):
         out[(f.parent.parent.name, f.parent.name)] = json.loads(f.read_text(encoding="utf-8"))
     return out
-
-
-def load_curves(root: Path) -> dict[str, list[dict[str, float]]]:
-    """method -> rows of results/train/<method>/steps.csv (numbers; empty cells dropped)."""
-    curves = {}
-    for f in sorted(root.glob("*/steps.csv")):
-        with open(f, encoding="utf-8") as fh:
-            curves[f.parent.name] = [
-                {k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(fh)
-            ]
-    return curves
 
 
 def load_items(root: Path) -> dict[tuple[str, str], list[dict[str, Any]]]:
@@ -193,27 +173,6 @@ def certainty_table(
     return "\n".join(lines)
 
 
-def _window_mean(rows: list[dict[str, float]], column: str) -> float:
-    values = [r[column] for r in rows if column in r and math.isfinite(r[column])]
-    return sum(values) / len(values) if values else math.nan
-
-
-def trend_table(curves: dict[str, list[dict[str, float]]], methods: list[str]) -> str:
-    """Markdown: per method, the mean of each curve over the first and the last quarter of training."""
-    lines = [
-        "| method | steps | " + " | ".join(f"{h} (first -> last quarter)" for _, h in TRENDS) + " |",
-        "|---|---|" + "---|" * len(TRENDS),
-    ]
-    for m in methods:
-        rows = curves.get(m, [])
-        if not rows:
-            continue
-        q = max(1, len(rows) // 4)
-        cells = [f"{_window_mean(rows[:q], c):.3f} -> {_window_mean(rows[-q:], c):.3f}" for c, _ in TRENDS]
-        lines.append(f"| {m} | {len(rows)} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 def summary(
     metrics: dict[tuple[str, str], dict[str, Any]],
     curves: dict[str, list[dict[str, float]]],
@@ -298,6 +257,17 @@ def write_report(
             ]
             parts.append(f"| {m} | {len(rows)} | " + " | ".join(cells) + " |")
     parts += ["", "## Training trends", "", trend_table(curves, methods)]
+    parts += [
+        "",
+        "## Reward exploitation check",
+        "",
+        "Per method, from the step where gold accuracy on the training rollouts peaked (means over a "
+        f"{WINDOW}-step window) to the last window: did the method's own reward keep rising while gold "
+        "accuracy or the answer rate fell (by more than "
+        f"{DROP:.2f}), or did the length degenerate (halve or double)?",
+        "",
+        exploitation_table(curves, methods),
+    ]
     parts += ["", "## Curves", ""] + [f"![{p.stem}](plots/{p.name})" for p in plots]
     text = "\n".join(parts) + "\n"
     # under one key of its own, so `dvc exp show --keep '^headline'` selects exactly these columns

@@ -110,3 +110,38 @@ def test_report_pairs_models_item_by_item_and_writes_the_summary(tmp_path) -> No
         "arith": {"base": 0.2, "intuitor": 0.2, "grpo": 0.5},
         "train": {"intuitor": {"reward": 17.0, "sc": 18.0, "len": 73.0}},
     }
+
+
+def _rows(reward: list[float], acc: list[float], length: list[float]) -> list[dict[str, float]]:
+    return [
+        {
+            "step": float(i),
+            "reward_mean": r,
+            "gold_accuracy": a,
+            "gold_answer_rate": 1.0,
+            "completion_length_mean": n,
+        }
+        for i, (r, a, n) in enumerate(zip(reward, acc, length, strict=True))
+    ]
+
+
+def test_exploitation_flags_a_reward_that_rises_while_accuracy_falls() -> None:
+    from pipeline.curves import exploitation
+
+    steps = 20
+    reward = [float(i) for i in range(steps)]  # rises throughout
+    # accuracy rises to step 7, then falls to 0: windowed (5) accuracy peaks at step 9 (steps 5..9)
+    acc = [0.1 * i if i < 8 else max(0.0, 0.7 - 0.1 * (i - 7)) for i in range(steps)]
+    e = exploitation(_rows(reward, acc, [50.0] * steps))
+    brute_window = [sum(acc[max(0, i - 4) : i + 1]) / len(acc[max(0, i - 4) : i + 1]) for i in range(steps)]
+    assert e["peak_step"] == max(range(steps), key=lambda i: (brute_window[i], -i))
+    assert e["gold_acc_last"] == sum(acc[-5:]) / 5
+    assert e["reward_last"] == sum(reward[-5:]) / 5 and e["exploited"] == 1.0
+    # the same reward with accuracy that holds: not flagged
+    held = exploitation(_rows(reward, [min(0.5, 0.1 * i) for i in range(steps)], [50.0] * steps))
+    assert held["exploited"] == 0.0
+    # accuracy holds but the length collapses to a third while the reward rises: flagged
+    collapse = exploitation(_rows(reward, [0.5] * steps, [60.0] * 10 + [20.0] * 10))
+    assert collapse["exploited"] == 1.0
+    # accuracy falls but the reward falls too (nothing gamed): not flagged
+    assert exploitation(_rows(reward[::-1], acc, [50.0] * steps))["exploited"] == 0.0
