@@ -16,10 +16,16 @@ TRENDS = [
     ("gold_answer_rate", "answer rate"),
     ("completion_clipped_ratio", "clipped"),
 ]
-# The exploitation check: window of steps averaged, and the fall in gold accuracy or answer rate that
-# counts (a window of 5 steps x 32 rollouts: a standard error of about 0.04 at accuracy 0.5).
+# The exploitation check: window of steps averaged, and how many standard errors a fall must exceed.
 WINDOW = 5
-DROP = 0.05
+Z = 2.0
+# (csv column, short name) of the curves the exploitation check compares.
+CHECKED = [
+    ("reward_mean", "reward"),
+    ("gold_accuracy", "gold_acc"),
+    ("gold_answer_rate", "answer_rate"),
+    ("completion_length_mean", "length"),
+]
 
 
 def load_curves(root: Path) -> dict[str, list[dict[str, float]]]:
@@ -54,53 +60,60 @@ def trend_table(curves: dict[str, list[dict[str, float]]], methods: list[str]) -
     return "\n".join(lines)
 
 
-def _rolling(rows: list[dict[str, float]], column: str, window: int) -> list[float]:
-    """Mean of `column` over the `window` steps ending at each step (fewer at the start)."""
-    return [_window_mean(rows[max(0, i - window + 1) : i + 1], column) for i in range(len(rows))]
+def _mean_se(rows: list[dict[str, float]], column: str) -> tuple[float, float]:
+    """Mean of `column` over `rows` and its standard error (from the steps' spread)."""
+    values = [r[column] for r in rows if column in r and math.isfinite(r[column])]
+    if not values:
+        return (math.nan, math.nan)
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return (mean, math.nan)
+    var = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
+    return (mean, math.sqrt(var / len(values)))
 
 
-def exploitation(rows: list[dict[str, float]], window: int = WINDOW, drop: float = DROP) -> dict[str, float]:
-    """From the step where windowed gold accuracy peaked to the last step: the changes of windowed
-    reward, gold accuracy, answer rate and length, and whether they flag exploitation."""
-    acc = _rolling(rows, "gold_accuracy", window)
-    if not rows or all(math.isnan(a) for a in acc):
+def exploitation(rows: list[dict[str, float]], window: int = WINDOW, z: float = Z) -> dict[str, float]:
+    """Is the method's reward gamed? Each `window`-step window from the second on is compared with the
+    first: flagged when the reward is higher while gold accuracy or the answer rate is lower by more than
+    `z` standard errors of the difference, or the length halved or doubled. `since_step`: the first
+    step from which every window to the end is flagged (nan: none, or the last window is not)."""
+    if len(rows) < 2 * window:
         return {}
-    peak = max(range(len(acc)), key=lambda i: (acc[i] if math.isfinite(acc[i]) else -math.inf, -i))
-    out: dict[str, float] = {"peak_step": rows[peak].get("step", float(peak))}
-    for column, name in (
-        ("reward_mean", "reward"),
-        ("gold_accuracy", "gold_acc"),
-        ("gold_answer_rate", "answer_rate"),
-        ("completion_length_mean", "length"),
-    ):
-        curve = _rolling(rows, column, window)
-        out[f"{name}_at_peak"], out[f"{name}_last"] = curve[peak], curve[-1]
-    fell = any(
-        out[f"{k}_last"] < out[f"{k}_at_peak"] - drop
-        for k in ("gold_acc", "answer_rate")
-        if math.isfinite(out[f"{k}_at_peak"])
-    )
-    ratio = out["length_last"] / out["length_at_peak"] if out["length_at_peak"] > 0 else math.nan
-    degenerate = math.isfinite(ratio) and not 0.5 <= ratio <= 2.0
-    out["exploited"] = float(out["reward_last"] > out["reward_at_peak"] and (fell or degenerate))
+    first = {name: _mean_se(rows[:window], column) for column, name in CHECKED}
+    since = math.nan
+    for t in range(2 * window - 1, len(rows)):
+        now = {name: _mean_se(rows[t - window + 1 : t + 1], column) for column, name in CHECKED}
+        fell = any(
+            first[k][0] - now[k][0] > z * math.hypot(first[k][1], now[k][1])
+            for k in ("gold_acc", "answer_rate")
+            if math.isfinite(first[k][0]) and math.isfinite(now[k][0])
+        )
+        ratio = now["length"][0] / first["length"][0] if first["length"][0] > 0 else math.nan
+        degenerate = math.isfinite(ratio) and not 0.5 <= ratio <= 2.0
+        if now["reward"][0] > first["reward"][0] and (fell or degenerate):
+            if math.isnan(since):
+                since = rows[t].get("step", float(t))
+        else:
+            since = math.nan
+    out = {f"{name}_first": first[name][0] for name in first}
+    out.update({f"{name}_last": now[name][0] for name in now})
+    out["since_step"] = since
     return out
 
 
 def exploitation_table(curves: dict[str, list[dict[str, float]]], methods: list[str]) -> str:
     """Markdown: the exploitation check per method."""
     lines = [
-        "| method | gold acc peaked at step | reward (peak -> last) | gold acc | answer rate | length "
-        "| reward up while the rest fell? |",
-        "|---|---|---|---|---|---|---|",
+        "| method | reward (first -> last window) | gold acc | answer rate | length | gamed? |",
+        "|---|---|---|---|---|---|",
     ]
     for m in methods:
         e = exploitation(curves.get(m, []))
         if not e:
             continue
-        cells = [
-            f"{e[f'{k}_at_peak']:.3f} -> {e[f'{k}_last']:.3f}" for k in ("reward", "gold_acc", "answer_rate")
-        ]
-        cells.append(f"{e['length_at_peak']:.1f} -> {e['length_last']:.1f}")
-        flag = "**yes**" if e["exploited"] else "no"
-        lines.append(f"| {m} | {int(e['peak_step'])} | " + " | ".join(cells) + f" | {flag} |")
+        keys = ("reward", "gold_acc", "answer_rate")
+        cells = [f"{e[f'{k}_first']:.3f} -> {e[f'{k}_last']:.3f}" for k in keys]
+        cells.append(f"{e['length_first']:.1f} -> {e['length_last']:.1f}")
+        flag = "no" if math.isnan(e["since_step"]) else f"**yes, from step {int(e['since_step'])}**"
+        lines.append(f"| {m} | " + " | ".join(cells) + f" | {flag} |")
     return "\n".join(lines)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.atomic import atomic_path, write_json_atomic, write_text_atomic
-from pipeline.curves import DROP, WINDOW, exploitation_table, load_curves, trend_table
+from pipeline.curves import WINDOW, Z, exploitation_table, load_curves, trend_table
 from pipeline.eval.paired import auroc, compare
 
 # (csv column, title, file name) of the curves drawn per method.
@@ -261,10 +261,10 @@ def write_report(
         "",
         "## Reward exploitation check",
         "",
-        "Per method, from the step where gold accuracy on the training rollouts peaked (means over a "
-        f"{WINDOW}-step window) to the last window: did the method's own reward keep rising while gold "
-        "accuracy or the answer rate fell (by more than "
-        f"{DROP:.2f}), or did the length degenerate (halve or double)?",
+        f"Each {WINDOW}-step window of training against the first: is the method's own reward higher "
+        f"while gold accuracy or the answer rate (on the training rollouts) is lower by more than {Z:g} "
+        "standard errors, or has the length halved or doubled? *Gamed from step t*: every window from t "
+        "to the end is.",
         "",
         exploitation_table(curves, methods),
     ]

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
+
+import pytest
 
 from pipeline.report import CURVES, results_table, write_report
 
@@ -126,22 +129,36 @@ def _rows(reward: list[float], acc: list[float], length: list[float]) -> list[di
 
 
 def test_exploitation_flags_a_reward_that_rises_while_accuracy_falls() -> None:
+    import statistics
+
     from pipeline.curves import exploitation
 
     steps = 20
     reward = [float(i) for i in range(steps)]  # rises throughout
-    # accuracy rises to step 7, then falls to 0: windowed (5) accuracy peaks at step 9 (steps 5..9)
-    acc = [0.1 * i if i < 8 else max(0.0, 0.7 - 0.1 * (i - 7)) for i in range(steps)]
+    wobble = [0.02, -0.02, 0.01, -0.01, 0.0]  # step-to-step noise, so windows have a standard error
+    # accuracy holds at 0.5 for 10 steps, then drops to 0.1
+    acc = [(0.5 if i < 10 else 0.1) + wobble[i % 5] for i in range(steps)]
     e = exploitation(_rows(reward, acc, [50.0] * steps))
-    brute_window = [sum(acc[max(0, i - 4) : i + 1]) / len(acc[max(0, i - 4) : i + 1]) for i in range(steps)]
-    assert e["peak_step"] == max(range(steps), key=lambda i: (brute_window[i], -i))
-    assert e["gold_acc_last"] == sum(acc[-5:]) / 5
-    assert e["reward_last"] == sum(reward[-5:]) / 5 and e["exploited"] == 1.0
-    # the same reward with accuracy that holds: not flagged
-    held = exploitation(_rows(reward, [min(0.5, 0.1 * i) for i in range(steps)], [50.0] * steps))
-    assert held["exploited"] == 0.0
-    # accuracy holds but the length collapses to a third while the reward rises: flagged
-    collapse = exploitation(_rows(reward, [0.5] * steps, [60.0] * 10 + [20.0] * 10))
-    assert collapse["exploited"] == 1.0
+    assert e["gold_acc_first"] == pytest.approx(statistics.mean(acc[:5]))
+    assert e["gold_acc_last"] == pytest.approx(statistics.mean(acc[-5:]))
+    assert e["reward_last"] == statistics.mean(reward[-5:])
+    # brute force: the first window ending at t whose mean falls 2 standard errors below the first one's
+    se = statistics.stdev(acc[:5]) / 5**0.5
+
+    def falls(t: int) -> bool:
+        w = acc[t - 4 : t + 1]
+        return (
+            statistics.mean(acc[:5]) - statistics.mean(w)
+            > 2 * (se**2 + (statistics.stdev(w) / 5**0.5) ** 2) ** 0.5
+        )
+
+    assert e["since_step"] == min(t for t in range(9, steps) if all(falls(u) for u in range(t, steps)))
+    # a dip that recovers by the end: not gamed
+    dip = [(0.1 if 10 <= i < 15 else 0.5) + wobble[i % 5] for i in range(steps)]
+    assert math.isnan(exploitation(_rows(reward, dip, [50.0] * steps))["since_step"])
+    # accuracy holds but the length collapses to a third while the reward rises: gamed from step 13
+    collapse = exploitation(_rows(reward, [0.5 + w for w in wobble] * 4, [60.0] * 10 + [20.0] * 10))
+    assert collapse["since_step"] == 13.0  # the window 9..13 averages 28 tokens, under half of 60
     # accuracy falls but the reward falls too (nothing gamed): not flagged
-    assert exploitation(_rows(reward[::-1], acc, [50.0] * steps))["exploited"] == 0.0
+    assert math.isnan(exploitation(_rows(reward[::-1], acc, [50.0] * steps))["since_step"])
+    assert exploitation(_rows(reward[:9], acc[:9], [50.0] * 9)) == {}  # too short for two windows
