@@ -10,6 +10,7 @@ from typing import Any
 from pipeline.atomic import atomic_path, write_json_atomic, write_text_atomic
 from pipeline.curves import WINDOW, Z, exploitation_table, load_curves, trend_table
 from pipeline.eval.paired import auroc, compare
+from pipeline.eval.stats import headline_score
 
 # (csv column, title, file name) of the curves drawn per method.
 CURVES = [
@@ -53,7 +54,7 @@ def _cell(m: dict[str, Any] | None) -> str:
     """One table cell: the headline score with its 95% interval and n, or why there is none."""
     if m is None:
         return "-"
-    value = m.get("score", m.get("accuracy"))
+    value = headline_score(m)
     if value is None:  # e.g. AlpacaEval without a judge: outputs saved, no number made up
         return f"{m.get('status', 'no score')} (n={m['n']})"
     if m.get("ci95_low") is None:
@@ -186,9 +187,9 @@ def summary(
         scores = {}
         for model in models:
             m = metrics.get((model, bench))
-            value = None if m is None else m.get("score", m.get("accuracy"))
+            value = None if m is None else headline_score(m)
             if value is not None:
-                scores[model] = round(float(value), 4)
+                scores[model] = round(value, 4)
         if scores:
             out[bench] = scores
     for method, rows in curves.items():

@@ -34,6 +34,7 @@ from pipeline.data.records import read_prompts, write_prompts
 from pipeline.data.screen import RecordScreen
 from pipeline.eval.partial import weights_digest
 from pipeline.eval.runner import evaluate_prompts, save_evaluation
+from pipeline.eval.stats import headline_score
 from pipeline.modeling.models import load_model_and_tokenizer, resolve_model_path, save_atomically
 from pipeline.modeling.precision import with_resolved_precision
 from pipeline.parallel.distributed import Distributed, is_main_process
@@ -292,9 +293,9 @@ def evaluate_model(cfg: PipelineConfig, model: str, benchmark: str, invocation: 
         tracker.log_table(records[:20], "completions.json")
     save_evaluation(out_dir, records, metrics)
     partial.unlink()  # only now: until the results are saved, a rerun must still find every chunk
-    headline = metrics.get("score", metrics.get("accuracy"))
-    if isinstance(headline, int | float):  # a benchmark without a judge has no number to copy
-        log_to_parent(cfg.tracking, parent, [{f"{benchmark}/{model}": float(headline)}])
+    headline = headline_score(metrics)
+    if headline is not None:  # a benchmark without a judge has no number to copy
+        log_to_parent(cfg.tracking, parent, [{f"{benchmark}/{model}": headline}])
     return metrics
 
 

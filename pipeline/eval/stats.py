@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 Z95 = 1.959963984540054
 
@@ -45,3 +47,11 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     for i in range(n - c + 1, n + 1):
         prob_all_wrong *= 1.0 - k / i
     return 1.0 - prob_all_wrong
+
+
+def headline_score(metrics: Mapping[str, Any]) -> float | None:
+    """A metrics.json's headline number, or None where a benchmark has none (a judge that did not run).
+
+    "score" is the metric-agnostic key; files written before it existed carry only "accuracy"."""
+    value = metrics.get("score", metrics.get("accuracy"))
+    return None if value is None or isinstance(value, bool) else float(value)

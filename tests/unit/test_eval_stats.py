@@ -8,7 +8,7 @@ import statistics
 
 import pytest
 
-from pipeline.eval.stats import mean_interval, pass_at_k
+from pipeline.eval.stats import headline_score, mean_interval, pass_at_k
 
 
 @pytest.mark.parametrize(
@@ -38,3 +38,12 @@ def test_mean_interval_matches_the_normal_approximation() -> None:
     assert high == pytest.approx(min(1.0, statistics.mean(values) + half))
     assert mean_interval([1.0] * 4) == (1.0, 1.0)
     assert all(math.isnan(x) for x in mean_interval([0.5]))
+
+
+def test_headline_score_prefers_score_and_keeps_none_for_unjudged_benchmarks() -> None:
+    # "score" wins over the metric-named key; old files have only "accuracy"; a judge that did not run
+    # leaves score None, which must stay None rather than fall back to another number.
+    assert headline_score({"score": 0.25, "accuracy": 0.5}) == 0.25
+    assert headline_score({"accuracy": 0.5}) == 0.5
+    assert headline_score({"score": None, "status": "no judge"}) is None
+    assert headline_score({"n": 3}) is None
