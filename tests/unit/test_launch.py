@@ -64,21 +64,25 @@ def test_checks_before_launch(tmp_path) -> None:
     cfg.trainer.processes, cfg.trainer.device = 2, "cuda"
     with pytest.raises(ConfigError, match=r"trainer\.accelerate_config"):
         check_runnable(cfg)
-    fsdp = tmp_path / "fsdp.yaml"
-    fsdp.write_text("distributed_type: FSDP\n")
-    cfg.trainer.accelerate_config = str(fsdp)
-    with pytest.raises(ConfigError, match=r"fsdp\.yaml: fsdp_config\.fsdp_version must be 2"):
-        check_runnable(cfg)
-    megatron = tmp_path / "megatron.yaml"
-    megatron.write_text("distributed_type: MEGATRON_LM\n")
-    cfg.trainer.accelerate_config = str(megatron)
-    with pytest.raises(ConfigError, match=r"megatron\.yaml: distributed_type MEGATRON_LM is not supported"):
-        check_runnable(cfg)
-    ds = tmp_path / "zero4.yaml"
-    ds.write_text("distributed_type: DEEPSPEED\ndeepspeed_config:\n  zero_stage: 4\n")
+    # accelerate configs the launcher refuses, each with the file and the reason in the error
+    bad = {
+        "fsdp.yaml": ("distributed_type: FSDP\n", r"fsdp\.yaml: fsdp_config\.fsdp_version must be 2"),
+        "megatron.yaml": (
+            "distributed_type: MEGATRON_LM\n",
+            r"megatron\.yaml: distributed_type MEGATRON_LM is not supported",
+        ),
+        "zero4.yaml": (
+            "distributed_type: DEEPSPEED\ndeepspeed_config:\n  zero_stage: 4\n",
+            r"zero4\.yaml: the ZeRO stage \(zero_stage\) must be 1, 2 or 3",
+        ),
+    }
+    for name, (text, error) in bad.items():
+        (tmp_path / name).write_text(text)
+        cfg.trainer.accelerate_config = str(tmp_path / name)
+        with pytest.raises(ConfigError, match=error):
+            check_runnable(cfg)
+    ds = tmp_path / "zero3.yaml"
     cfg.trainer.accelerate_config = str(ds)
-    with pytest.raises(ConfigError, match=r"zero4\.yaml: the ZeRO stage \(zero_stage\) must be 1, 2 or 3"):
-        check_runnable(cfg)
     ds.write_text("distributed_type: DEEPSPEED\ndeepspeed_config:\n  zero_stage: 3\n")
     check_runnable(cfg)  # DeepSpeed ZeRO-3 is run
     cfg.trainer.device = "cpu"  # ...on CPU too (gloo), where a named config must exist
