@@ -117,14 +117,18 @@ def paired_table(
     metrics: dict[tuple[str, str], dict[str, Any]],
     models: list[str],
     benchmarks: list[str],
+    overlap_column: bool = True,
 ) -> str:
     """Markdown: every model against base and GRPO on the same items (difference with its paired
-    bootstrap 95% interval, discordant items, exact McNemar p) and whether the plain intervals overlap."""
-    lines = [
+    bootstrap 95% interval, discordant items, exact McNemar p) and, with `overlap_column`, whether the
+    plain intervals of `metrics` overlap."""
+    head = (
         "| benchmark | model | vs | difference [95% CI] | items only it / only the other gets right "
-        "| McNemar p | 95% intervals overlap |",
-        "|---|---|---|---|---|---|---|",
-    ]
+        "| McNemar p |"
+    )
+    if overlap_column:
+        head += " 95% intervals overlap |"
+    lines = [head, "|---" * (head.count("|") - 1) + "|"]
     for bench in benchmarks:
         for ref in REFERENCES:
             if (ref, bench) not in items:
@@ -137,12 +141,14 @@ def paired_table(
                 if not set(scores) & set(ref_scores):
                     continue
                 c = compare(scores, ref_scores)
-                overlap = _overlaps(metrics.get((model, bench)), metrics.get((ref, bench)))
-                flag = "-" if overlap is None else "yes" if overlap else "**no**"
-                lines.append(
+                row = (
                     f"| {bench} | {model} | {ref} | {c.diff:+.3f} [{c.diff_low:+.3f}, {c.diff_high:+.3f}] "
-                    f"(n={c.n}) | {c.a_only} / {c.b_only} | {c.p_value:.3g} | {flag} |"
+                    f"(n={c.n}) | {c.a_only} / {c.b_only} | {c.p_value:.3g} |"
                 )
+                if overlap_column:
+                    overlap = _overlaps(metrics.get((model, bench)), metrics.get((ref, bench)))
+                    row += " - |" if overlap is None else " yes |" if overlap else " **no** |"
+                lines.append(row)
     return "\n".join(lines)
 
 

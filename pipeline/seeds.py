@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.curves import load_curves
+from pipeline.eval.paired import auroc
 from pipeline.eval.stats import headline_score
-from pipeline.report import certainty_table, item_scores, load_eval_metrics, load_items, paired_table
+from pipeline.report import item_scores, load_eval_metrics, load_items, paired_table
 
 # (steps.csv column, header): per seed, the last quarter of training
 LAST_QUARTER = [
@@ -59,6 +60,35 @@ def score_table(
             spread = f"{max(known) - min(known):.3f}" if len(known) == len(values) else "-"
             mean = f"{sum(known) / len(known):.3f}" if len(known) == len(values) else "-"
             lines.append(f"| {bench} | {model} | " + " | ".join(cells) + f" | {mean} | {spread} |")
+    return "\n".join(lines)
+
+
+def certainty_table(
+    per_seed: list[dict[tuple[str, str], list[dict[str, Any]]]],
+    labels: list[str],
+    models: list[str],
+    benchmarks: list[str],
+) -> str:
+    """Markdown: per seed, the AUROC of answers' self-certainty for correctness and the correct count.
+    Not pooled: each seed's model has its own certainty scale, and base would be counted once per seed."""
+    lines = [
+        "| benchmark | model | " + " | ".join(f"AUROC {x} (n correct)" for x in labels) + " |",
+        "|---|---|" + "---|" * len(labels),
+    ]
+    for bench in benchmarks:
+        for model in models:
+            cells = []
+            for items in per_seed:
+                rows = [
+                    r
+                    for r in items.get((model, bench), [])
+                    if r.get("correct") is not None and r.get("self_certainty") is not None
+                ]
+                ok = [bool(r["correct"]) for r in rows]
+                value = auroc([float(r["self_certainty"]) for r in rows], ok) if rows else math.nan
+                cells.append(("-" if math.isnan(value) else f"{value:.3f}") + f" ({sum(ok)})")
+            if any(c != "- (0)" for c in cells):
+                lines.append(f"| {bench} | {model} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -113,11 +143,13 @@ def seeds_report(roots: list[Path], labels: list[str], methods: list[str], bench
             "Each item's grade is averaged over the seeds; the bootstrap resamples items. Seed-averaged "
             "scores: " + ", ".join(means) + ".",
             "",
-            paired_table(pooled, {}, models, benchmarks),
+            paired_table(pooled, {}, models, benchmarks, overlap_column=False),
             "",
-            "## Self-certainty of right and wrong answers, all seeds' answers",
+            "## Self-certainty of right and wrong answers, per seed",
             "",
-            certainty_table(pooled, models, benchmarks),
+            "AUROC of each answer's self-certainty for being correct (0.5: no separation).",
+            "",
+            certainty_table(items, labels, models, benchmarks),
             "",
             "## Training, last quarter, per seed",
             "",

@@ -15,15 +15,19 @@ from pipeline.seeds import pool_items, seeds_report
 N = 40
 
 
+def _sc(i: int, c: int) -> float:
+    """An answer's self-certainty: a little higher when correct, mixed with an item-dependent jitter
+    (so AUROC is neither 0.5 nor 1 and differs between seeds)."""
+    return 10.0 + 0.3 * c + ((i * 7919) % N) / N
+
+
 def _results(root, grades: dict[str, list[int]], curves: dict[str, list[float]]) -> None:
     """A results/ folder: eval/<model>/arith/{samples.jsonl,metrics.json} from 0/1 grades per item, and
     train/<method>/steps.csv whose self-certainty column is the given curve."""
     for model, g in grades.items():
         d = root / "eval" / model / "arith"
         d.mkdir(parents=True)
-        rows = [
-            {"id": f"q{i}", "correct": bool(c), "self_certainty": 10.0 + c + i / N} for i, c in enumerate(g)
-        ]
+        rows = [{"id": f"q{i}", "correct": bool(c), "self_certainty": _sc(i, c)} for i, c in enumerate(g)]
         (d / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
         acc = sum(g) / len(g)
         (d / "metrics.json").write_text(
@@ -110,3 +114,16 @@ def test_cli_writes_the_report_and_names_a_bad_folder(two_seeds, tmp_path, capsy
     with pytest.raises(SystemExit):
         seeds_main([str(seeds[0][0]), str(tmp_path / "nowhere")])
     assert "nowhere/eval" in capsys.readouterr().err
+
+
+def test_certainty_auroc_is_per_seed_against_pairwise_counts(two_seeds) -> None:
+    _, seeds = two_seeds
+    text = seeds_report([r for r, _ in seeds], ["s0", "s1"], ["grpo"], ["arith"])
+    row = _row(text.split("## Self-certainty")[1], "| arith | grpo |")
+    for cell, (_, grades) in zip(row[2:], seeds, strict=True):
+        sc = [_sc(i, c) for i, c in enumerate(grades)]
+        pos = [x for x, c in zip(sc, grades, strict=True) if c]
+        neg = [x for x, c in zip(sc, grades, strict=True) if not c]
+        wins = sum((p > q) + 0.5 * (p == q) for p in pos for q in neg)
+        assert cell == f"{wins / (len(pos) * len(neg)):.3f} ({len(pos)})"
+    assert "| - |" not in text.split("## Pooled")[1].split("## Self")[0]  # no overlap column pooled
