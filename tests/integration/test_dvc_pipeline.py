@@ -205,3 +205,31 @@ def test_dvc_exp_run_two_processes(repo) -> None:
         d_two = torch.cat([(two[k] - base[k]).flatten() for k in base])
         assert float(torch.nn.functional.cosine_similarity(d_one, d_two, dim=0)) > 0.99
         assert float((d_two - d_one).norm() / d_one.norm()) < 0.1
+
+
+def _experiments(node: list[dict]) -> dict[str, dict]:
+    """name -> data of every experiment in `dvc exp show --json` output."""
+    out = {}
+    for row in node:
+        for exp in row.get("experiments") or []:
+            for rev in exp["revs"]:
+                out[rev["name"]] = rev["data"]
+    return out
+
+
+def test_dvc_exp_show_and_apply_past_experiments(repo) -> None:
+    """Once the workspace has moved on, a past experiment's headline numbers still show in `dvc exp
+    show` (results/ is gitignored: they come from DVC's cache) and `dvc exp apply` restores its report."""
+    path, env = repo
+    exps = _experiments(json.loads(_run(["dvc", "exp", "show", "--json"], path, env)))
+    if "only-grpo" not in exps or "two-processes" not in exps:
+        pytest.skip("needs the dvc exp run tests first")
+    headline = exps["only-grpo"]["metrics"]["results/summary.json"]["data"]["headline"]
+    assert set(headline["arith"]) == {"base", "grpo"} and set(headline["train"]) == {"grpo"}
+    assert set(exps["two-processes"]["metrics"]["results/summary.json"]["data"]["headline"]["train"]) == {
+        "intuitor"
+    }
+    _run(["dvc", "exp", "apply", "only-grpo"], path, env)
+    report = (path / "results/report.md").read_text()
+    assert "| grpo |" in report and "| intuitor |" not in report
+    assert json.loads((path / "results/eval/grpo/arith/metrics.json").read_text())["n"] == 6
