@@ -7,21 +7,18 @@ first completion token's distribution comes from the last prompt position.
 Work: each distinct prompt runs through the decoder once and its KV cache is copied to its rows
 (pipeline/modeling/prompt_cache.py), then the completions run on top; a GRPO group's prompt costs 1/G.
 
-Memory: the vocabulary projection runs on the masked
-completion tokens only, `chunk_tokens` rows at a time, so the extra peak is O(chunk x V), never
-O(N x C x V). With gradients, each chunk is checkpointed: its logits are recomputed in backward
-instead of being stored.
+Memory: the vocabulary projection runs on the masked completion tokens only, `chunk_tokens` rows at a
+time, so the extra peak is O(chunk x V), never O(N x C x V). With gradients, each chunk's logits are
+recomputed in backward instead of being stored (pipeline/modeling/vocab_head.py).
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
-from torch.utils.checkpoint import checkpoint
 from transformers import DynamicCache, PreTrainedModel
 
-from pipeline.modeling.certainty import certainty_and_entropy
 from pipeline.modeling.prompt_cache import can_share, position_ids_from_mask, select_rows, shared_prompts
+from pipeline.modeling.vocab_head import chunk_scores, compute_weight
 from pipeline.types import TokenScores
 
 
@@ -91,31 +88,6 @@ def completion_hidden_states(
     return torch.cat([last[inverse, None], rest.last_hidden_state[:, : completion_length - 1]], dim=1)
 
 
-def _logits(hidden: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    # [m, H] -> [m, V]; the softmax statistics are always taken in float32.
-    return F.linear(hidden, weight, bias).float()
-
-
-def _chunk_logprobs(
-    hidden: torch.Tensor,
-    weight: torch.Tensor,
-    bias: torch.Tensor | None,
-    tokens: torch.Tensor,
-    inv_temp: float,
-) -> torch.Tensor:
-    """[m] log p(token) for m rows of hidden states [m, H]."""
-    z = _logits(hidden, weight, bias)
-    if inv_temp != 1.0:
-        z = z * inv_temp
-    return z.gather(-1, tokens[:, None]).squeeze(-1) - torch.logsumexp(z, dim=-1)
-
-
-def _chunk_certainty(z: torch.Tensor, inv_temp: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Self-certainty and entropy [m] (float32) from logits z [m, V] (computed in float64)."""
-    self_certainty, entropy = certainty_and_entropy(z, inv_temp)
-    return self_certainty.float(), entropy.float()
-
-
 def score_completions(
     model: PreTrainedModel,
     input_ids: torch.Tensor,
@@ -148,6 +120,7 @@ def score_completions(
         )
     lm_head = model.get_output_embeddings()
     weight, bias = lm_head.weight, lm_head.bias
+    certainty_inv_temp = 1.0 / certainty_temperature if with_certainty else None
 
     grad_ctx = torch.enable_grad() if with_grad else torch.no_grad()
     with grad_ctx:
@@ -156,39 +129,28 @@ def score_completions(
         )  # [N, C, H]
         flat_hidden = hidden[mask]  # [M, H], M = number of completion tokens
         flat_tokens = completion_ids[mask]  # [M]
+        cast_weight = compute_weight(weight)  # once per pass, not once per chunk
         lp_chunks, sc_chunks, ent_chunks = [], [], []
         for start in range(0, flat_hidden.shape[0], chunk_tokens):
-            h = flat_hidden[start : start + chunk_tokens]
-            tok = flat_tokens[start : start + chunk_tokens]
-            if with_grad:
-                lp_chunks.append(
-                    checkpoint(
-                        _chunk_logprobs, h, weight, bias, tok, 1.0 / logprob_temperature, use_reentrant=False
-                    )
-                )
-                if with_certainty:
-                    with torch.no_grad():
-                        z = _logits(h.detach(), weight.detach(), None if bias is None else bias.detach())
-                        sc, ent = _chunk_certainty(z, 1.0 / certainty_temperature)
-                    sc_chunks.append(sc)
-                    ent_chunks.append(ent)
-                continue
-            z = _logits(h, weight, bias)  # [m, V]
-            zl = z * (1.0 / logprob_temperature) if logprob_temperature != 1.0 else z
-            lp_chunks.append(zl.gather(-1, tok[:, None]).squeeze(-1) - torch.logsumexp(zl, dim=-1))
-            del zl
-            if with_certainty:
-                sc, ent = _chunk_certainty(z, 1.0 / certainty_temperature)
-                sc_chunks.append(sc)
-                ent_chunks.append(ent)
-            del z
+            lp, sc, ent = chunk_scores(
+                flat_hidden[start : start + chunk_tokens],
+                weight,
+                bias,
+                cast_weight,
+                flat_tokens[start : start + chunk_tokens],
+                1.0 / logprob_temperature,
+                certainty_inv_temp,
+            )
+            lp_chunks.append(lp)
+            sc_chunks.append(sc)
+            ent_chunks.append(ent)
 
     def scatter(chunks: list[torch.Tensor]) -> torch.Tensor:
         out = torch.zeros(n, c, dtype=torch.float32, device=input_ids.device)
         if not chunks:
             return out
         # masked_scatter keeps the autograd graph of the log-probs.
-        return out.masked_scatter(mask, torch.cat(chunks))
+        return out.masked_scatter(mask, torch.cat(chunks).float())
 
     zeros = torch.zeros(n, c, dtype=torch.float32, device=input_ids.device)
     return TokenScores(
