@@ -76,10 +76,8 @@ def mlflow_ui(db: Path, timeout_s: float = 90.0) -> Iterator[str]:
 class Page:
     """One tab of a headless Chromium, driven over the DevTools protocol (a websocket, JSON calls)."""
 
-    def __init__(self, ws_url: str) -> None:
-        from websockets.sync.client import connect
-
-        self._ws = connect(ws_url, max_size=None, open_timeout=30)
+    def __init__(self, ws: Any) -> None:
+        self._ws = ws  # an open websockets.sync.client connection, closed by its owner
         self._id = 0
 
     def call(self, method: str, **params: Any) -> dict[str, Any]:
@@ -123,9 +121,6 @@ class Page:
         path.write_bytes(base64.b64decode(self.call("Page.captureScreenshot", format="png")["data"]))
         return path
 
-    def close(self) -> None:
-        self._ws.close()
-
 
 @contextlib.contextmanager
 def browser(height: int = 3600, timeout_s: float = 60.0) -> Iterator[Page]:
@@ -152,11 +147,10 @@ def browser(height: int = 3600, timeout_s: float = 60.0) -> Iterator[Page]:
             port = int(port_file.read_text().split()[0])
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10) as r:
                 tabs = [t for t in json.loads(r.read()) if t.get("type") == "page"]
-            page = Page(tabs[0]["webSocketDebuggerUrl"])
-            try:
-                yield page
-            finally:
-                page.close()
+            from websockets.sync.client import connect
+
+            with connect(tabs[0]["webSocketDebuggerUrl"], max_size=None, open_timeout=30) as ws:
+                yield Page(ws)
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, 15)
