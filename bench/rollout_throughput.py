@@ -68,26 +68,8 @@ def _config(args: argparse.Namespace, engine: str) -> Any:
 
 def grpo_worker(args: argparse.Namespace) -> None:
     """One training run (warm-up step + --grpo-steps timed) with rollout=<engine>; prints RESULT json."""
-    from pipeline.config.compose import compose_config
-    from pipeline.steps import method_train_config, prepare_model, run_training
-
-    out = tempfile.mkdtemp(prefix="grpo_step_bench_")
-    steps = args.grpo_steps + 1
-    overrides = step_overrides(
-        steps=steps,
-        new_tokens=args.new_tokens,
-        threads=args.threads,
-        out_dir=out,
-        model_cache=args.model_cache,
-        extra=[f"algorithm.temperature={args.temperature}", f"rollout={args.grpo_worker}"],
-    )
-    pcfg = compose_config(overrides)
-    prepare_model(pcfg)
-    tcfg = method_train_config(pcfg, "grpo", [f"trainer.output_dir={out}"])
-    tcfg = dataclasses.replace(tcfg, tracking=dataclasses.replace(tcfg.tracking, backend="null"))
-    t0 = time.perf_counter()
-    result = run_training(tcfg, show_progress=False)
-    wall = time.perf_counter() - t0
+    with tempfile.TemporaryDirectory(prefix="grpo_step_bench_") as out:  # its checkpoints: ~2 GB
+        result, wall = _timed_run(args, out)
     keys = ("time/step_s", "time/rollout_s", "time/score_s", "time/update_s")
     timed = result.history[1:]
     print(
@@ -104,6 +86,29 @@ def grpo_worker(args: argparse.Namespace) -> None:
         ),
         flush=True,
     )
+
+
+def _timed_run(args: argparse.Namespace, out: str) -> tuple[Any, float]:
+    """The training run of grpo_worker, writing under `out`: (its result, its wall seconds)."""
+    from pipeline.config.compose import compose_config
+    from pipeline.steps import method_train_config, prepare_model, run_training
+
+    steps = args.grpo_steps + 1
+    overrides = step_overrides(
+        steps=steps,
+        new_tokens=args.new_tokens,
+        threads=args.threads,
+        out_dir=out,
+        model_cache=args.model_cache,
+        extra=[f"algorithm.temperature={args.temperature}", f"rollout={args.grpo_worker}"],
+    )
+    pcfg = compose_config(overrides)
+    prepare_model(pcfg)
+    tcfg = method_train_config(pcfg, "grpo", [f"trainer.output_dir={out}"])
+    tcfg = dataclasses.replace(tcfg, tracking=dataclasses.replace(tcfg.tracking, backend="null"))
+    t0 = time.perf_counter()
+    result = run_training(tcfg, show_progress=False)
+    return result, time.perf_counter() - t0
 
 
 def grpo(args: argparse.Namespace) -> None:

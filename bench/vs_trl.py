@@ -204,7 +204,7 @@ def _worker(args: argparse.Namespace) -> None:
     print("RESULT " + json.dumps(result), flush=True)
 
 
-def _ordered_data(args: argparse.Namespace, folder: Path) -> None:
+def _ordered_data(args: argparse.Namespace, folder: Path, scratch: Path) -> None:
     """A MATH train file holding the records ours draws, in the order its sampler draws them."""
     from pipeline.data.jsonl import read_records
     from pipeline.data.sampler import PromptSampler
@@ -212,7 +212,7 @@ def _ordered_data(args: argparse.Namespace, folder: Path) -> None:
     limit = PROMPTS * (args.steps + 1)
     source = Path(os.environ["INTUITOR_DATA_DIR"]) / "math" / "train.jsonl"
     records = read_records(source)[:limit]
-    pcfg = _compose(args, tempfile.mkdtemp(prefix="vs_trl_cfg_"))
+    pcfg = _compose(args, tempfile.mkdtemp(prefix="vs_trl_cfg_", dir=scratch))
     from pipeline.tasks.training import load_prompts
 
     prompts = load_prompts(pcfg.data, pcfg.model.system_prompt)
@@ -226,15 +226,17 @@ def _ordered_data(args: argparse.Namespace, folder: Path) -> None:
     (folder / "math" / "train.jsonl").write_text("\n".join(lines) + "\n")
 
 
-def _baseline_tree(rev: str) -> Path:
-    """`git archive` of the baseline commit, extracted to a temporary folder."""
-    tree = Path(tempfile.mkdtemp(prefix=f"vs_trl_{rev}_"))
+def _baseline_tree(rev: str, scratch: Path) -> Path:
+    """`git archive` of the baseline commit, extracted to a folder under scratch."""
+    tree = Path(tempfile.mkdtemp(prefix=f"vs_trl_{rev}_", dir=scratch))
     archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev], capture_output=True, check=True)
     subprocess.run(["tar", "-x", "-C", str(tree)], input=archive.stdout, check=True)
     return tree
 
 
-def _launch(worker: str, args: argparse.Namespace, ordered: Path, baseline: Path | None) -> dict[str, Any]:
+def _launch(
+    worker: str, args: argparse.Namespace, ordered: Path, baseline: Path | None, scratch: Path
+) -> dict[str, Any]:
     kind = worker.partition(":")[0]
     script = (baseline if kind == "base" else ROOT) / "bench" / "vs_trl.py"
     argv = [sys.executable, str(script), "--worker", worker.replace("base:", "ours:")]
@@ -242,7 +244,8 @@ def _launch(worker: str, args: argparse.Namespace, ordered: Path, baseline: Path
     argv += ["--model-cache", str(Path(args.model_cache).resolve())]
     if kind == "ours":
         argv += [f"--override={o}" for o in args.override]
-    env = dict(os.environ)
+    # the worker's temporary folders (checkpoints, configs: ~2 GB a run) go under scratch, removed at the end
+    env = dict(os.environ, TMPDIR=str(scratch))
     if kind != "ours":  # TRL and the baseline read the records in ours' order, from file order
         env["INTUITOR_DATA_DIR"] = str(ordered)
     if kind == "base":  # the baseline's own package, not this checkout's editable install
@@ -281,17 +284,19 @@ def main() -> None:
         _worker(args)
         return
     Path(args.model_cache).parent.mkdir(parents=True, exist_ok=True)
-    ordered = Path(tempfile.mkdtemp(prefix="vs_trl_data_"))
-    _ordered_data(args, ordered)
-    baseline = _baseline_tree(args.baseline) if args.baseline else None
-    trl = [f"trl:{m}" for m in args.trl_micro_batches.split(",") if m]
-    workers = ["ours:grpo", *trl, *(["base:grpo"] if baseline else [])]
-    runs: list[list[dict[str, Any]]] = []
-    for r in range(args.rounds):
-        order = workers if r % 2 == 0 else workers[::-1]
-        print(f"round {r + 1}: {' '.join(order)}", flush=True)
-        runs.append([_launch(w, args, ordered, baseline) for w in order])
-    intuitor = _launch("ours:intuitor", args, ordered, baseline)
+    with tempfile.TemporaryDirectory(prefix="vs_trl_") as tmp:
+        scratch = Path(tmp)
+        ordered = Path(tempfile.mkdtemp(prefix="vs_trl_data_", dir=scratch))
+        _ordered_data(args, ordered, scratch)
+        baseline = _baseline_tree(args.baseline, scratch) if args.baseline else None
+        trl = [f"trl:{m}" for m in args.trl_micro_batches.split(",") if m]
+        workers = ["ours:grpo", *trl, *(["base:grpo"] if baseline else [])]
+        runs: list[list[dict[str, Any]]] = []
+        for r in range(args.rounds):
+            order = workers if r % 2 == 0 else workers[::-1]
+            print(f"round {r + 1}: {' '.join(order)}", flush=True)
+            runs.append([_launch(w, args, ordered, baseline, scratch) for w in order])
+        intuitor = _launch("ours:intuitor", args, ordered, baseline, scratch)
     _summary(args, runs, intuitor)
 
 
