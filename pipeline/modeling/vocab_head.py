@@ -56,17 +56,18 @@ class _TokenLogprob(torch.autograd.Function):
             sc, ent = certainty_and_entropy(z, certainty_inv_temp)  # float64
             certainty, entropy = sc.to(z.dtype), ent.to(z.dtype)
         ctx.mark_non_differentiable(certainty, entropy)
-        ctx.save_for_backward(hidden, weight, bias, cast_weight, tokens, lse)
-        ctx.inv_temp = inv_temp
+        ctx.save_for_backward(hidden, bias, cast_weight, tokens, lse)
+        ctx.inv_temp, ctx.weight_dtype = inv_temp, weight.dtype  # weight itself: only its gradient's target
         return logprobs, certainty, entropy
 
     @staticmethod
     def backward(  # type: ignore[override]
         ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor, *_: torch.Tensor
     ) -> tuple[torch.Tensor | None, ...]:
-        hidden, weight, bias, cast_weight, tokens, lse = ctx.saved_tensors
+        hidden, bias, cast_weight, tokens, lse = ctx.saved_tensors
         inv_temp = ctx.inv_temp
-        z = _project(hidden, cast_weight, bias)  # [m, V], recomputed rather than stored
+        h = hidden.to(cast_weight.dtype)  # [m, H], cast once for the recomputation and grad_weight
+        z = _project(h, cast_weight, bias)  # [m, V], recomputed rather than stored
         if inv_temp != 1.0:
             z.mul_(inv_temp)
         # d lp / d z = inv_temp * (onehot(token) - softmax(inv_temp z)), scaled by the incoming grad [m]
@@ -74,9 +75,8 @@ class _TokenLogprob(torch.autograd.Function):
         grad_z = z.sub_(lse[:, None]).exp_().mul_(-scale[:, None])
         grad_z.scatter_add_(-1, tokens[:, None], scale[:, None])
         gz = grad_z.to(cast_weight.dtype)  # [m, V]
-        h = hidden.to(cast_weight.dtype)
         grad_hidden = (gz @ cast_weight).to(hidden.dtype) if ctx.needs_input_grad[0] else None  # [m, H]
-        grad_weight = (gz.t() @ h).to(weight.dtype) if ctx.needs_input_grad[1] else None  # [V, H]
+        grad_weight = (gz.t() @ h).to(ctx.weight_dtype) if ctx.needs_input_grad[1] else None  # [V, H]
         grad_bias = None
         if bias is not None and ctx.needs_input_grad[2]:
             grad_bias = grad_z.sum(0).to(bias.dtype)
