@@ -11,7 +11,9 @@ per step, 128 new tokens, temperature 0.9, beta 0.005, lr 1e-6, bnpo loss, 1 ite
   bf16 autocast where the CPU has bf16 matrix units). The step times are the trainer's own
   `time/step_s` (rollout + scoring + update, no checkpoint writing).
 - trl-mb<k>: TRL 1.16 `GRPOTrainer` at its best settings here: bf16=True (autocast over fp32 weights,
-  like ours) and each --trl-micro-batches value as per_device_train_batch_size, with gradient
+  like ours) where the CPU has bf16 matrix units, else fp32 (--trl-bf16 auto: the rule ours' `auto`
+  follows; without those units torch emulates bf16 matmuls, ~400x slower than fp32 on an AVX2-only
+  EPYC), and each --trl-micro-batches value as per_device_train_batch_size, with gradient
   accumulation and steps_per_generation making up the 32 completions of a step. Its fastest micro-batch
   is its figure. TRL's vLLM colocate mode is not run: it needs CUDA (see bench/README.md).
 - base: `bench/vs_trl.py --worker ours:grpo` of the commit --baseline (default: main before issue 16),
@@ -170,7 +172,7 @@ def run_trl(args: argparse.Namespace, micro_batch: int) -> dict[str, Any]:
         logging_steps=1,
         save_strategy="no",
         report_to=[],
-        bf16=True,  # autocast over fp32 weights: TRL's fastest precision here, as ours
+        bf16=_trl_bf16(args.trl_bf16),  # autocast over fp32 weights where it is the faster, as ours
         use_cpu=True,
         dataloader_num_workers=0,
         seed=0,
@@ -188,6 +190,7 @@ def run_trl(args: argparse.Namespace, micro_batch: int) -> dict[str, Any]:
     trainer.train()
     return {
         "impl": f"trl-mb{micro_batch}",
+        "precision": "bf16" if config.bf16 else "fp32",
         "step_s": timer.steps[1:],
         "length": statistics.mean(timer.lengths[1:]) if len(timer.lengths) > 1 else float("nan"),
         # TRL times no rollout separately: completion tokens over the whole step, a lower bound.
@@ -196,6 +199,15 @@ def run_trl(args: argparse.Namespace, micro_batch: int) -> dict[str, Any]:
         ],
         "peak_rss_gb": _peak_rss_gb(),
     }
+
+
+def _trl_bf16(setting: str) -> bool:
+    """TRL's precision: `auto` is ours' rule (bf16 autocast where the CPU has bf16 matrix units)."""
+    from pipeline.modeling.precision import resolve_mixed_precision
+
+    if setting == "auto":
+        return resolve_mixed_precision("auto", "cpu") == "bf16"
+    return setting == "yes"
 
 
 def _worker(args: argparse.Namespace) -> None:
@@ -242,6 +254,8 @@ def _launch(
     argv = [sys.executable, str(script), "--worker", worker.replace("base:", "ours:")]
     argv += ["--steps", str(args.steps), "--new-tokens", str(args.new_tokens), "--threads", str(args.threads)]
     argv += ["--model-cache", str(Path(args.model_cache).resolve())]
+    if kind == "trl":
+        argv += ["--trl-bf16", args.trl_bf16]
     if kind == "ours":
         argv += [f"--override={o}" for o in args.override]
     # the worker's temporary folders (checkpoints, configs: ~2 GB a run) go under scratch, removed at the end
@@ -262,7 +276,8 @@ def _launch(
         f"  {result['impl']}: steps {', '.join(f'{s:.1f}' for s in result['step_s'])} s, "
         f"peak RSS {result['peak_rss_gb']:.1f} GB"
         + ("".join(f", {k} {v:.1f} s" for k, v in result["phases"].items()) if "phases" in result else "")
-        + (f", {result['engine']} {result['precision']}" if "engine" in result else ""),
+        + (f", {result['engine']}" if "engine" in result else "")
+        + (f", {result['precision']}" if "precision" in result else ""),
         flush=True,
     )
     return result
@@ -275,6 +290,7 @@ def main() -> None:
     ap.add_argument("--new-tokens", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--trl-micro-batches", default="32,8")
+    ap.add_argument("--trl-bf16", choices=("auto", "yes", "no"), default="auto", help="TRL's bf16=...")
     ap.add_argument("--baseline", default=DEFAULT_BASELINE, help="commit to compare with ('' = none)")
     ap.add_argument("--override", action="append", default=[], help="extra conf/ override for ours")
     ap.add_argument("--model-cache", default="models/base", help="where the dequantized SmolLM2 is kept")

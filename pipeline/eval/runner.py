@@ -81,8 +81,9 @@ def evaluate_prompts(
     killed: chunks are whole generate batches at their one-shot seeds.
     `precision` (no or bf16, resolved) is the autocast generation runs under, as in training.
     `engine` decodes (default: the HF engine on `model`, which records each answer's self-certainty
-    while it generates); for an engine that does not record it (vLLM), a scoring pass of `model` over
-    the chunk's completions computes it, under the same autocast.
+    while it generates, as the evaluation's vLLM engine does); for an engine that recorded none (a
+    vLLM engine without record_certainty, or one that missed a position), a scoring pass of `model`
+    over the chunk's completions computes it, under the same autocast.
     """
     if not prompts:
         raise ValueError(f"benchmark {bench.name!r} has no items to evaluate")

@@ -134,7 +134,8 @@ def _vllm_eval_engine(
     seed: int,
 ) -> tuple[RolloutEngine | None, Precision]:
     """A vLLM engine on `model`'s folder at the training passes' precision (bf16 where autocast runs
-    in bf16), not following the policy (its weights do not change)."""
+    in bf16), not following the policy (its weights do not change), recording each answer's
+    self-certainty from its decode logits (no scoring pass afterwards)."""
     precision = resolve_mixed_precision(mixed_precision, str(next(policy.parameters()).device))
     engine = _vllm_engine(
         model,
@@ -146,6 +147,7 @@ def _vllm_eval_engine(
         max_model_len=rollout.max_model_len,
         show_progress=False,  # the runner's item bar reports progress
         follow_policy=False,
+        record_certainty=True,
     )
     return engine, precision
 
@@ -171,6 +173,7 @@ def _vllm_engine(
     max_model_len: int | None,
     show_progress: bool,
     follow_policy: bool = True,
+    record_certainty: bool = False,
 ) -> RolloutEngine:
     from pipeline.rollout.vllm import VLLMRolloutEngine  # vllm is imported only when it is used
 
@@ -193,4 +196,5 @@ def _vllm_engine(
         show_progress=show_progress,
         llm_kwargs=rollout.llm_kwargs,
         follow_policy=follow_policy,
+        record_certainty=record_certainty,
     )

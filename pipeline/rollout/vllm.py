@@ -25,6 +25,8 @@ LLM.reset_prefix_cache.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,6 +38,7 @@ from pipeline.modeling.models import prompt_ids as render_prompt
 from pipeline.rollout.base import completion_mask
 from pipeline.rollout.hf import cut_at_stop
 from pipeline.rollout.sampling import request_seed
+from pipeline.rollout.vllm_certainty import RECORD_KEY, CertaintySink, completion_certainty, processor_class
 from pipeline.rollout.vllm_runtime import (
     SleepMode,
     check_cpu_head_size,
@@ -49,6 +52,8 @@ from pipeline.rollout.vllm_runtime import (
 )
 from pipeline.rollout.vllm_weights import policy_weights, unwrap_model
 from pipeline.types import Prompt, RolloutGroup
+
+logger = logging.getLogger(__name__)
 
 # ---------------------------------------------------------------------------- sampling parameters
 # vllm.SamplingParams fields that would alter the logits or the sampled distribution, at their
@@ -194,6 +199,26 @@ def outputs_to_groups(
     ]
 
 
+def with_recorded_certainty(
+    groups: list[RolloutGroup], sink: CertaintySink, keys: list[str]
+) -> list[RolloutGroup]:
+    """`groups` with each completion's mean recorded certainty over its masked tokens (completion f
+    of the flattened groups is request keys[f]); unchanged (None: the caller's scoring pass) if any
+    completion misses a position. The sink's entries of these keys are removed either way."""
+    lengths = [int(m) for g in groups for m in g.completion_mask.sum(-1)]
+    means = [completion_certainty(sink, key, length) for key, length in zip(keys, lengths, strict=True)]
+    if any(m is None for m in means):
+        missing = sum(m is None for m in means)
+        logger.warning("vLLM missed certainty positions of %d completions: scoring them instead", missing)
+        return groups
+    out, f = [], 0
+    for g in groups:
+        sc = torch.tensor(means[f : f + g.group_size], dtype=torch.float64)  # [G]
+        out.append(dataclasses.replace(g, self_certainty=sc))
+        f += g.group_size
+    return out
+
+
 # ---------------------------------------------------------------------------- the engine
 # Kept importable from here (pipeline/config/params.py uses it).
 __all__ = ["VLLMRolloutEngine", "vllm_unavailable_reason"]
@@ -203,9 +228,11 @@ class VLLMRolloutEngine:
     """Samples with a colocated vLLM; its weights follow `policy` (synced before every rollout).
 
     vLLM schedules its own batches (at most `max_num_seqs` sequences at once), so
-    `SamplingConfig.batch_size` is not read here; self-certainty is not recorded (vLLM exposes only
-    top-k log-probs), so groups carry `self_certainty=None` and a scoring pass computes it (the
-    trainer's; in evaluation, pipeline/eval/runner.py's).
+    `SamplingConfig.batch_size` is not read here. With `record_certainty` (evaluation), each
+    completion's mean self-certainty is read from vLLM's raw logits while it decodes
+    (pipeline/rollout/vllm_certainty.py), as the HF engine records it. Otherwise (training: the
+    gradient pass computes it from the policy), and if a recorded position is missing, groups carry
+    `self_certainty=None` and a scoring pass computes it (in evaluation, pipeline/eval/runner.py's).
     `device` ("cuda" or "cpu") defaults to the policy's device.
     """
 
@@ -228,6 +255,7 @@ class VLLMRolloutEngine:
         show_progress: bool = True,
         llm_kwargs: dict[str, Any] | None = None,
         follow_policy: bool = True,
+        record_certainty: bool = False,
     ) -> None:
         if sleep_level not in (1, 2):
             raise ConfigError(f"rollout.sleep_level: must be 1 or 2, got {sleep_level}")
@@ -262,6 +290,12 @@ class VLLMRolloutEngine:
             kv_cache_gb=kv_cache_gb,
             llm_kwargs=llm_kwargs or {},
         )
+        # request key -> {position: certainty}, filled by the engine's processor during generate
+        self.certainty_sink: CertaintySink | None = {} if record_certainty else None
+        if self.certainty_sink is not None:
+            # Reads the logits, never changes them (so not refused as llm_kwargs.logits_processors is).
+            kwargs["logits_processors"] = [processor_class(self.certainty_sink)]
+        self._calls = 0  # numbers each generate call's certainty keys
         threads = keep_torch_threads() if self.device == "cpu" else contextlib.nullcontext()
         with no_autocast(self.device), threads:
             self.llm = vllm.LLM(**kwargs)
@@ -315,9 +349,13 @@ class VLLMRolloutEngine:
         ]
         # One request per completion, prompt-major, so a group's completions stay contiguous.
         requests = [{"prompt_token_ids": prompt_ids[i]} for i in range(len(prompts)) for _ in range(n)]
+        self._calls += 1
+        keys = [f"{self._calls}:{f}" for f in range(len(requests))]
+        recording = self.certainty_sink is not None
         params = [
             self._sampling_params_cls(
-                **sampling_params_kwargs(sampling, seed, first_prompt + i, j, self.eos_ids)
+                **sampling_params_kwargs(sampling, seed, first_prompt + i, j, self.eos_ids),
+                **({"extra_args": {RECORD_KEY: keys[i * n + j]}} if recording else {}),
             )
             for i in range(len(prompts))
             for j in range(n)
@@ -328,7 +366,7 @@ class VLLMRolloutEngine:
                 outputs = self.llm.generate(requests, sampling_params=params, use_tqdm=self.show_progress)
         finally:
             self._sleep()
-        return outputs_to_groups(
+        groups = outputs_to_groups(
             prompts,
             prompt_ids,
             outputs,
@@ -338,3 +376,6 @@ class VLLMRolloutEngine:
             eos_ids=self.eos_ids,
             stop=sampling.stop,
         )
+        if self.certainty_sink is None:
+            return groups
+        return with_recorded_certainty(groups, self.certainty_sink, keys)

