@@ -5,8 +5,9 @@ self-certainty. It used to get it from a no-grad scoring pass over every prompt 
 decoding (vLLM returns top-k log-probs only); its engine now records it from the raw logits in vLLM's
 sampler at each step (pipeline/rollout/vllm_certainty.py). This times `evaluate_prompts` (the
 runner the stage calls) both ways on the demo's benchmark and model, in one process: two engines as
-the stage builds them (the demo config composed from conf/, the precision it resolves to here), one
-recording and one not (its groups go through the runner's scoring pass). Rounds alternate the order.
+the stage builds them (`make_eval_engine` on the demo config composed from conf/, at the precision
+it resolves to here), one recording and one whose requests are not tagged for recording (its groups
+go through the runner's scoring pass). Rounds alternate the order.
 Also prints the largest difference between the two certainties per answer, and checks both runs
 gave the same answers.
 
@@ -33,8 +34,7 @@ def main() -> None:
     from pipeline.data.screen import RecordScreen
     from pipeline.eval.runner import evaluate_prompts
     from pipeline.modeling.models import load_model_and_tokenizer
-    from pipeline.modeling.precision import resolve_mixed_precision
-    from pipeline.rollout.factory import _vllm_engine
+    from pipeline.rollout.factory import make_eval_engine
     from pipeline.tasks import load_benchmark
 
     cfg = compose_config([])  # the demo experiment, as `make demo` composes it
@@ -43,22 +43,16 @@ def main() -> None:
     items = load_benchmark(bench, cfg.data, cfg.model.system_prompt, RecordScreen("skip", "bench"))
     items = items[: args.limit]
     policy, tokenizer = load_model_and_tokenizer(cfg.model, cfg.trainer.device)
-    precision = resolve_mixed_precision(cfg.trainer.mixed_precision, cfg.trainer.device)
-    engines = {
-        mode: _vllm_engine(
-            cfg.model,
-            cfg.rollout,
-            policy,
-            tokenizer,
-            precision=precision,
-            seed=bench.seed,
-            max_model_len=cfg.rollout.max_model_len,
-            show_progress=False,
-            follow_policy=False,
-            record_certainty=mode == "recorded",
+    # Both built as the evaluate stage builds its engine; the peer then stops tagging its requests, so
+    # its processor records nothing and the runner's scoring pass supplies the certainty (as before).
+    engines = {}
+    for mode in ("recorded", "scoring_pass"):
+        engine, precision = make_eval_engine(
+            cfg.rollout, cfg.model, cfg.trainer.mixed_precision, policy, tokenizer, seed=bench.seed
         )
-        for mode in ("recorded", "scoring_pass")
-    }
+        if mode == "scoring_pass":
+            engine.certainty_sink = None
+        engines[mode] = engine
     print(
         f"{len(items)} {args.benchmark} items, precision {precision}, max_new_tokens {bench.max_new_tokens}"
     )
