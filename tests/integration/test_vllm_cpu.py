@@ -69,13 +69,14 @@ def policy_and_tokenizer(model_dir):
     return load_model_and_tokenizer(model_config(name_or_path=model_dir, system_prompt=None), "cpu")
 
 
-@pytest.fixture(scope="module")
-def engine(model_dir, policy_and_tokenizer):
+def _fp32_engine(model_dir: str, policy_and_tokenizer, llm_kwargs: dict, **options):
+    """A fp32 engine on the tiny Llama, eager (no torch.compile: seconds to start instead of ~20).
+
+    The engine fills in torch.distributed's and vLLM's variables (RANK, MASTER_PORT it then holds,
+    OMP_NUM_THREADS, ...): later tests, and the processes they start, must not inherit them."""
     from pipeline.rollout.vllm import VLLMRolloutEngine
 
     policy, tokenizer = policy_and_tokenizer
-    # The engine fills in torch.distributed's and vLLM's variables (RANK, MASTER_PORT it then holds,
-    # OMP_NUM_THREADS, ...): later tests, and the processes they start, must not inherit them.
     saved = dict(os.environ)
     yield VLLMRolloutEngine(
         model_dir,
@@ -85,10 +86,16 @@ def engine(model_dir, policy_and_tokenizer):
         max_model_len=512,
         kv_cache_gb=0.25,
         show_progress=False,
-        llm_kwargs={"enforce_eager": True},  # no torch.compile: seconds to start instead of ~20
+        llm_kwargs={"enforce_eager": True, **llm_kwargs},
+        **options,
     )
     os.environ.clear()
     os.environ.update(saved)
+
+
+@pytest.fixture(scope="module")
+def engine(model_dir, policy_and_tokenizer):
+    yield from _fp32_engine(model_dir, policy_and_tokenizer, {})
 
 
 @pytest.fixture(scope="module")
@@ -96,25 +103,14 @@ def recording_engine(model_dir, policy_and_tokenizer, engine):
     """An evaluation engine (record_certainty, follow_policy=False) that prefills in chunks of 32
     tokens: the toy prompts have ~70, so most requests' first samples are drawn, discarded and drawn
     again, which the recorder must get right. Built after `engine`: a second engine in one process."""
-    from pipeline.rollout.vllm import VLLMRolloutEngine
-
-    policy, tokenizer = policy_and_tokenizer
-    saved = dict(os.environ)
-    yield VLLMRolloutEngine(
+    yield from _fp32_engine(
         model_dir,
-        tokenizer,
-        policy=policy,
-        dtype="float32",
-        max_model_len=512,
+        policy_and_tokenizer,
+        {"enable_chunked_prefill": True, "max_num_batched_tokens": 32},
         max_num_seqs=8,
-        kv_cache_gb=0.25,
-        show_progress=False,
         follow_policy=False,
         record_certainty=True,
-        llm_kwargs={"enforce_eager": True, "enable_chunked_prefill": True, "max_num_batched_tokens": 32},
     )
-    os.environ.clear()
-    os.environ.update(saved)
 
 
 @pytest.fixture
