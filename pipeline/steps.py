@@ -35,6 +35,7 @@ from pipeline.data.screen import RecordScreen
 from pipeline.eval.partial import weights_digest
 from pipeline.eval.runner import evaluate_prompts, save_evaluation
 from pipeline.eval.stats import headline_score
+from pipeline.heap import retain_freed_memory
 from pipeline.modeling.models import load_model_and_tokenizer, resolve_model_path, save_atomically
 from pipeline.modeling.precision import with_resolved_precision
 from pipeline.parallel.distributed import Distributed, is_main_process
@@ -134,6 +135,8 @@ def run_training(
     """
     if cfg.trainer.threads > 0:
         torch.set_num_threads(cfg.trainer.threads)
+    if cfg.trainer.retain_freed_memory:
+        retain_freed_memory()
     for i, spec in enumerate(cfg.method.rewards):
         if spec.name not in REWARDS:
             allowed = sorted(REWARDS)

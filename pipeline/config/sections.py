@@ -160,6 +160,10 @@ class TrainerConfig:
     device: str
     # CPU threads for torch (0 = leave torch's default).
     threads: int = setting(low=0, trajectory=False)
+    # Keep host memory that torch frees inside the process for reuse (glibc malloc thresholds,
+    # pipeline/heap.py): large short-lived tensors skip the kernel's page faults (a faster CPU gradient
+    # pass); resident memory stays at its high-water mark.
+    retain_freed_memory: bool = setting(trajectory=False)
     # Folder for checkpoints and the final model.
     output_dir: str = setting(trajectory=False)
     # Save a checkpoint every N steps (the last step is always saved).
