@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+from micro_batch import gradient_micro_batch, smollm2  # bench/ is on sys.path when run as a script
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -27,30 +29,14 @@ def worker(args: argparse.Namespace) -> None:
     import torch
     from torch.profiler import profile
 
-    from pipeline.config.compose import compose_config
     from pipeline.heap import retain_freed_memory
-    from pipeline.modeling.models import load_model_and_tokenizer
-    from pipeline.modeling.precision import autocast, resolve_mixed_precision
-    from pipeline.rl.scoring import score_completions
+    from pipeline.modeling.precision import resolve_mixed_precision
 
     torch.set_num_threads(args.threads)
     applied = retain_freed_memory() if args.worker == "kept" else False
-    cfg = compose_config(["model=smollm2_135m"]).model
-    cfg.cache_dir = args.model_cache
-    model, _ = load_model_and_tokenizer(cfg)
-    model.eval()
+    model = smollm2(args.model_cache)
     precision = resolve_mixed_precision("auto", "cpu")
-    g = torch.Generator().manual_seed(0)
-    p_len, c_len, vocab = args.prompt_len, args.completion_len, model.config.vocab_size
-    prompt = torch.randint(3, vocab, (1, p_len), generator=g).repeat(8, 1)
-    ids = torch.cat([prompt, torch.randint(3, vocab, (8, c_len), generator=g)], 1)  # [8, P + C]
-    attn, mask = torch.ones_like(ids), torch.ones(8, c_len)
-
-    def gradient_pass() -> None:
-        with autocast(precision, "cpu"):
-            s = score_completions(model, ids, attn, p_len, mask, with_grad=True, with_certainty=True)
-        s.logprobs.sum().backward()
-        model.zero_grad(set_to_none=True)
+    gradient_pass = gradient_micro_batch(model, args.prompt_len, args.completion_len, precision)
 
     gradient_pass()  # warm-up
     times = []

@@ -17,6 +17,7 @@ import statistics
 import time
 
 import torch
+from micro_batch import gradient_micro_batch, smollm2  # bench/ is on sys.path when run as a script
 
 
 def main() -> None:
@@ -28,26 +29,10 @@ def main() -> None:
     args = ap.parse_args()
     from torch.profiler import profile
 
-    from pipeline.config.compose import compose_config
-    from pipeline.modeling.models import load_model_and_tokenizer
-    from pipeline.rl.scoring import score_completions
     from pipeline.rollout.vllm_runtime import import_vllm, keep_torch_threads, llm_arguments, set_launcher_env
 
-    cfg = compose_config(["model=smollm2_135m"]).model
-    cfg.cache_dir = args.model_cache
-    model, _ = load_model_and_tokenizer(cfg)
-    model.eval()
-    g = torch.Generator().manual_seed(0)
-    p_len, c_len, vocab = args.prompt_len, args.completion_len, model.config.vocab_size
-    prompt = torch.randint(3, vocab, (1, p_len), generator=g).repeat(8, 1)
-    ids = torch.cat([prompt, torch.randint(3, vocab, (8, c_len), generator=g)], 1)
-    attn, mask = torch.ones_like(ids), torch.ones(8, c_len)
-
-    def gradient_pass() -> None:
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            s = score_completions(model, ids, attn, p_len, mask, with_grad=True, with_certainty=True)
-        s.logprobs.sum().backward()
-        model.zero_grad(set_to_none=True)
+    model = smollm2(args.model_cache)
+    gradient_pass = gradient_micro_batch(model, args.prompt_len, args.completion_len, "bf16")
 
     def measure(tag: str) -> list[float]:
         gradient_pass()  # warm-up
