@@ -4,10 +4,11 @@ Greedy decoding (n_samples = 1, the paper's setting) or n samples per item for p
 becomes one record of samples.jsonl; metrics.json holds the headline metric with its 95% interval, the
 sample counts, pass@k, per-category scores where the benchmark has categories, and the wall times.
 
-Generation and grading go in chunks of whole generate batches of the length-sorted prompts; with a
-partial file (pipeline/eval/partial.py) each chunk is saved as it completes, so a killed run resumes
-where it stopped. Timings (generate_s, grade_s, wall_s) are this invocation's: a resumed run does not
-count the chunks it took from the partial file (`resumed_items` says how many items those held).
+Generation and grading go in chunks of whole generate batches (`generate_batch`) of the
+length-sorted prompts; with a partial file (pipeline/eval/partial.py) each chunk is saved as it
+completes, so a killed run resumes where it stopped. Timings (generate_s, grade_s, wall_s) are this
+invocation's: a resumed run does not count the chunks it took from the partial file (`resumed_items`
+says how many items those held).
 """
 
 from __future__ import annotations
@@ -50,6 +51,16 @@ def sampling_for(bench: BenchmarkConfig) -> SamplingConfig:
         batch_size=bench.batch_size,
         stop=list(bench.stop),
     )
+
+
+def generate_batch(bench: BenchmarkConfig, engine: RolloutEngine | None) -> int:
+    """Sequences per generate call. HF generate pads one fixed batch until its longest completion ends:
+    the benchmark's batch_size. An engine that schedules its own batches (vLLM, `max_num_seqs`: up to
+    rollout.batch_size sequences at once, each leaving as it ends) takes that many per call: in chunks
+    of the benchmark's batch_size it would decode each chunk to its longest completion at a small batch,
+    reading every weight once per token for few rows (measured on the demo: bench/README.md)."""
+    own = getattr(engine, "max_num_seqs", None)
+    return max(bench.batch_size, own) if own else bench.batch_size
 
 
 def chunk_prompts(batch_size: int, n_samples: int) -> int:
@@ -100,7 +111,7 @@ def evaluate_prompts(
     # Batch prompts of similar length together: left padding to the longest prompt of a batch costs
     # every row of it at each decode step. Greedy completions do not depend on the batch they are in.
     order = sorted(range(len(prompts)), key=lambda i: _prompt_chars(prompts[i]), reverse=True)
-    k = chunk_prompts(bench.batch_size, bench.n_samples)
+    k = chunk_prompts(generate_batch(bench, engine), bench.n_samples)
     chunks = [order[s : s + k] for s in range(0, len(order), k)]
     store = None
     if partial is not None:

@@ -274,6 +274,8 @@ class VLLMRolloutEngine:
         self.policy = policy if follow_policy else None
         self.show_progress = show_progress
         self.sleep_level = sleep_level
+        # Sequences vLLM decodes at once (None: vLLM's default); evaluation sends that many per call.
+        self.max_num_seqs = max_num_seqs
         self.eos_ids = eos_token_ids(getattr(model, "generation_config", None), tokenizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_ids[0]
         set_launcher_env()

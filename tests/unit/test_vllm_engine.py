@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 import pytest
 import torch
-from smoke_config import train_config
+from smoke_config import benchmark_config, train_config
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from pipeline.config import ConfigError, SamplingConfig, TrainConfig
@@ -248,6 +248,7 @@ class FakeLLM:
         self.log: list[str] = []
         self.model = tiny_random_model(seed=1, **self.model_kwargs)
         self.loaded: set[str] = set()
+        self.batches: list[int] = []  # requests per generate call
         self.hf = HFRolloutEngine(self.model, tiny_tokenizer(), show_progress=False)
         FakeLLM.instances.append(self)
 
@@ -280,6 +281,7 @@ class FakeLLM:
 
     def generate(self, requests, sampling_params, use_tqdm):
         self.log.append("generate")
+        self.batches.append(len(requests))
         assert len(requests) == len(sampling_params) and use_tqdm is False
         sp = sampling_params[0]
         assert all(p.temperature == 0.0 and p.n == 1 for p in sampling_params)  # this fake is greedy only
@@ -455,6 +457,25 @@ def test_evaluation_decodes_with_the_training_engine(fake_vllm, tiny_model, toke
     cfg.rollout.engine = "sglang"
     with pytest.raises(ConfigError, match=r"rollout.engine: unknown engine 'sglang'"):
         make_eval_engine(cfg.rollout, cfg.model, "no", tiny_model, tokenizer, seed=4)
+
+
+def test_evaluation_hands_vllm_its_own_batch(fake_vllm, tiny_model, tokenizer, toy_prompts, tmp_path) -> None:
+    """vLLM schedules its own batches: evaluation sends it up to max_num_seqs (rollout.batch_size)
+    prompts per generate call, not the benchmark's batch_size (HF generate's padded batch); the records
+    are those of a call per batch_size chunk (this fake's greedy answers do not depend on the chunk)."""
+    from pipeline.eval.runner import evaluate_prompts
+
+    cfg = engine_train_config(tmp_path, "vllm")
+    cfg.rollout.batch_size = 5
+    engine, _ = make_eval_engine(cfg.rollout, cfg.model, "no", tiny_model, tokenizer, seed=0)
+    bench = benchmark_config("arith", max_new_tokens=4, batch_size=2)
+    got, _ = evaluate_prompts(tiny_model, tokenizer, toy_prompts, bench, show_progress=False, engine=engine)
+    assert FakeLLM.instances[-1].batches == [5, 3]  # 8 prompts: 5, then the rest
+    engine.max_num_seqs = None  # vLLM's own default: the benchmark's batch size decides
+    again, _ = evaluate_prompts(tiny_model, tokenizer, toy_prompts, bench, show_progress=False, engine=engine)
+    assert FakeLLM.instances[-1].batches == [5, 3, 2, 2, 2, 2]
+    keys = ("id", "completion", "self_certainty")
+    assert [{k: r[k] for k in keys} for r in got] == [{k: r[k] for k in keys} for r in again]
 
 
 @pytest.mark.parametrize("key", ["generation_config", "override_generation_config", "logits_processors"])
