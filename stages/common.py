@@ -3,12 +3,16 @@ line on stderr and an exit code: 2 bad config or data, 3 a diverged run, 4 a che
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
 from collections.abc import Callable
+from typing import NoReturn
 
 from pipeline.config import ConfigError, PipelineConfig
 from pipeline.config.params import check_runnable, load_params
 from pipeline.data.jsonl import DataError
+from pipeline.parallel.distributed import launched_world_size
 from pipeline.rl.checkpoint import CheckpointError
 from pipeline.rl.divergence import TrainingDiverged
 
@@ -34,3 +38,21 @@ def run_stage(body: Callable[[PipelineConfig], object], params: str = "params.ya
         print(f"error: {e}", file=sys.stderr)
         return next(code for kind, code in EXIT_CODES.items() if isinstance(e, kind))
     return 0
+
+
+def finish(code: int) -> NoReturn:
+    """End a stage's process with exit status `code`, skipping the interpreter's teardown.
+
+    Why: once a stage has returned, its outputs are on disk (written atomically and fsynced, MLflow's
+    sqlite store commits every call), yet a vLLM stage's process took 3.5-4.5 s more to end (measured:
+    vLLM's atexit shutdown runs the garbage collector twice, then the interpreter frees the KV cache,
+    the models and every module one by one), paid by each of the demo's 7 vLLM stages. The standard
+    streams and logging handlers are flushed first, so nothing printed is lost. A process started by
+    torchrun or accelerate (WORLD_SIZE > 1) ends normally: its process group is torn down as usual.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if launched_world_size() > 1:
+        sys.exit(code)
+    logging.shutdown()
+    os._exit(code)

@@ -11,10 +11,9 @@ resumed_items) and deletes the file once the outputs are written.
 from __future__ import annotations
 
 import argparse
-import sys
 
 from pipeline.steps import evaluate_model
-from stages.common import run_stage
+from stages.common import finish, run_stage
 
 
 def main() -> int:
@@ -33,4 +32,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    finish(main())

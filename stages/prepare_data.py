@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import sys
-
 from pipeline.config import PipelineConfig
 from pipeline.steps import prepare_data
-from stages.common import run_stage
+from stages.common import finish, run_stage
 
 
 def main(cfg: PipelineConfig) -> None:
@@ -15,4 +13,4 @@ def main(cfg: PipelineConfig) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(run_stage(main))
+    finish(run_stage(main))

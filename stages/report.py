@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import sys
-
 from pipeline.steps import make_report
-from stages.common import run_stage
+from stages.common import finish, run_stage
 
 if __name__ == "__main__":
-    sys.exit(run_stage(lambda cfg: print(make_report(cfg))))
+    finish(run_stage(lambda cfg: print(make_report(cfg))))

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 from pipeline.parallel.launch import launch_train_stage, needs_launch
 from pipeline.steps import method_train_config, train_method
-from stages.common import run_stage
+from stages.common import finish, run_stage
 
 
 def main() -> int:
@@ -38,4 +37,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    finish(main())
