@@ -8,6 +8,7 @@ from smoke_config import model_config
 from pipeline.modeling.models import (
     chat_prompt_ids,
     embedded_gguf_path,
+    one_gguf_parse,
     resolve_model_path,
     tiny_random_model,
 )
@@ -44,3 +45,35 @@ def test_local_and_hub_paths_pass_through(tmp_path) -> None:
     assert (
         resolve_model_path(model_config(name_or_path="Qwen/Qwen2.5-3B", revision="abc")) == "Qwen/Qwen2.5-3B"
     )
+
+
+def _tiny_gguf(path) -> None:
+    import gguf
+    import numpy as np
+
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_string("general.name", path.stem)
+    writer.add_tensor("w", np.arange(6, dtype=np.float32).reshape(2, 3))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+def test_one_gguf_parse_shares_a_reader_per_file_inside_the_block(tmp_path) -> None:
+    """dequantize_gguf's transformers loads each build a gguf.GGUFReader: inside the block the second
+    one for a file is the first (parsed once), another file gets its own, and outside nothing changes."""
+    import gguf
+
+    a, b = tmp_path / "a.gguf", tmp_path / "b.gguf"
+    _tiny_gguf(a)
+    _tiny_gguf(b)
+    real = gguf.GGUFReader
+    with one_gguf_parse():
+        first = gguf.GGUFReader(a)
+        assert gguf.GGUFReader(str(a)) is first
+        other = gguf.GGUFReader(b)
+        assert other is not first and other.fields["general.name"].contents() == "b"
+        assert first.tensors[0].data.tolist() == [[0, 1, 2], [3, 4, 5]]
+    assert gguf.GGUFReader is real
+    assert real(a) is not real(a)
