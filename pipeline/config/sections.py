@@ -256,7 +256,7 @@ class BenchmarkConfig:
     seed: int
     # Completion budget per item.
     max_new_tokens: int = setting(low=1)
-    # Sequences per generation batch.
+    # Sequences per generation batch of HF generate (vLLM takes up to rollout.batch_size per call).
     batch_size: int = setting(low=1)
     # Math benchmarks: an item whose gold the grader can never match: error (file:line) or skip (counted).
     on_invalid: Literal["error", "skip"]
