@@ -20,6 +20,8 @@ import argparse
 import statistics
 import time
 
+from demo_evaluation import demo_evaluation  # bench/ is on sys.path when run as a script
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -28,25 +30,11 @@ def main() -> None:
     ap.add_argument("--model-cache", default="models/base", help="where the dequantized SmolLM2 is kept")
     args = ap.parse_args()
 
-    import torch
+    from pipeline.eval.runner import generate_batch
 
-    from pipeline.config.compose import compose_config
-    from pipeline.data.screen import RecordScreen
-    from pipeline.eval.runner import evaluate_prompts, generate_batch
-    from pipeline.modeling.models import load_model_and_tokenizer
-    from pipeline.rollout.factory import make_eval_engine
-    from pipeline.tasks import load_benchmark
-
-    cfg = compose_config([])  # the demo experiment, as `make demo` composes it
-    cfg.model.cache_dir = args.model_cache
-    if cfg.trainer.threads > 0:
-        torch.set_num_threads(cfg.trainer.threads)
-    bench = cfg.benchmarks[args.benchmark]
-    items = load_benchmark(bench, cfg.data, cfg.model.system_prompt, RecordScreen("skip", "bench"))
-    policy, tokenizer = load_model_and_tokenizer(cfg.model, cfg.trainer.device)
-    engine, precision = make_eval_engine(
-        cfg.rollout, cfg.model, cfg.trainer.mixed_precision, policy, tokenizer, seed=bench.seed
-    )
+    demo = demo_evaluation(args.model_cache, args.benchmark)
+    bench, items = demo.bench, demo.items
+    engine, precision = demo.engine()
     own = engine.max_num_seqs
     modes = {"engine_batch": own, "bench_batch": None}
     print(
@@ -60,9 +48,7 @@ def main() -> None:
         for mode in list(modes) if r % 2 == 0 else list(modes)[::-1]:
             engine.max_num_seqs = modes[mode]
             t0 = time.perf_counter()
-            got, metrics = evaluate_prompts(
-                policy, tokenizer, items, bench, show_progress=False, precision=precision, engine=engine
-            )
+            got, metrics = demo.run(engine, precision)
             times[mode].append(time.perf_counter() - t0)
             accuracy[mode], answers[mode] = metrics["accuracy"], [x["completion"] for x in got]
             took = f"{times[mode][-1]:.1f} s, accuracy {metrics['accuracy']:.3f}"

@@ -21,6 +21,8 @@ import argparse
 import statistics
 import time
 
+from demo_evaluation import demo_evaluation  # bench/ is on sys.path when run as a script
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -30,31 +32,18 @@ def main() -> None:
     ap.add_argument("--model-cache", default="models/base", help="where the dequantized SmolLM2 is kept")
     args = ap.parse_args()
 
-    from pipeline.config.compose import compose_config
-    from pipeline.data.screen import RecordScreen
-    from pipeline.eval.runner import evaluate_prompts
-    from pipeline.modeling.models import load_model_and_tokenizer
-    from pipeline.rollout.factory import make_eval_engine
-    from pipeline.tasks import load_benchmark
-
-    cfg = compose_config([])  # the demo experiment, as `make demo` composes it
-    cfg.model.cache_dir = args.model_cache
-    bench = cfg.benchmarks[args.benchmark]
-    items = load_benchmark(bench, cfg.data, cfg.model.system_prompt, RecordScreen("skip", "bench"))
-    items = items[: args.limit]
-    policy, tokenizer = load_model_and_tokenizer(cfg.model, cfg.trainer.device)
+    demo = demo_evaluation(args.model_cache, args.benchmark, args.limit)
     # Both built as the evaluate stage builds its engine; the peer then stops tagging its requests, so
     # its processor records nothing and the runner's scoring pass supplies the certainty (as before).
     engines = {}
     for mode in ("recorded", "scoring_pass"):
-        engine, precision = make_eval_engine(
-            cfg.rollout, cfg.model, cfg.trainer.mixed_precision, policy, tokenizer, seed=bench.seed
-        )
+        engine, precision = demo.engine()
         if mode == "scoring_pass":
             engine.certainty_sink = None
         engines[mode] = engine
     print(
-        f"{len(items)} {args.benchmark} items, precision {precision}, max_new_tokens {bench.max_new_tokens}"
+        f"{len(demo.items)} {args.benchmark} items, precision {precision}, "
+        f"max_new_tokens {demo.bench.max_new_tokens}"
     )
     times: dict[str, list[float]] = {mode: [] for mode in engines}
     records: dict[str, list[dict]] = {}
@@ -62,15 +51,7 @@ def main() -> None:
         order = list(engines) if r % 2 == 0 else list(engines)[::-1]
         for mode in order:
             t0 = time.perf_counter()
-            got, _ = evaluate_prompts(
-                policy,
-                tokenizer,
-                items,
-                bench,
-                show_progress=False,
-                precision=precision,
-                engine=engines[mode],
-            )
+            got, _ = demo.run(engines[mode], precision)
             times[mode].append(time.perf_counter() - t0)
             records[mode] = got
             print(f"round {r + 1} {mode}: {times[mode][-1]:.1f} s", flush=True)

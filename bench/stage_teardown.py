@@ -23,26 +23,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 _CHILD = """
 import sys, time
-import torch
-from pipeline.config.compose import compose_config
-from pipeline.data.screen import RecordScreen
-from pipeline.eval.runner import evaluate_prompts
-from pipeline.modeling.models import load_model_and_tokenizer
-from pipeline.rollout.factory import make_eval_engine
-from pipeline.tasks import load_benchmark
+sys.path.insert(0, "bench")  # run from the repo root
+from demo_evaluation import demo_evaluation
 from stages.common import finish
 
-cfg = compose_config([])
-cfg.model.cache_dir = sys.argv[2]
-if cfg.trainer.threads > 0:
-    torch.set_num_threads(cfg.trainer.threads)
-bench = cfg.benchmarks["arith"]
-items = load_benchmark(bench, cfg.data, cfg.model.system_prompt, RecordScreen("skip", "bench"))[:8]
-policy, tokenizer = load_model_and_tokenizer(cfg.model, cfg.trainer.device)
-engine, precision = make_eval_engine(
-    cfg.rollout, cfg.model, cfg.trainer.mixed_precision, policy, tokenizer, seed=bench.seed
-)
-evaluate_prompts(policy, tokenizer, items, bench, show_progress=False, precision=precision, engine=engine)
+demo = demo_evaluation(sys.argv[2], limit=8)
+demo.run(*demo.engine())
 print(f"DONE {time.time()}", flush=True)
 finish(0) if sys.argv[1] == "finish" else sys.exit(0)
 """
