@@ -38,7 +38,7 @@ from pipeline.rl.metrics_log import append_metrics, restore_metrics_log
 from pipeline.rl.passes import Passes
 from pipeline.rl.reference import make_reference
 from pipeline.rl.scoring import CompletionScorer
-from pipeline.rl.update import PolicyUpdate
+from pipeline.rl.update import PolicyUpdate, make_optimizer
 from pipeline.rollout.base import RolloutEngine
 from pipeline.rollout.factory import make_engine
 from pipeline.rollout.sampling import step_seed
@@ -101,13 +101,7 @@ class Trainer:
         self.sampler = PromptSampler(prompts, alg.prompts_per_step, cfg.trainer.seed)
         # beta = 0 and no offline reward: the reference model is never built nor run.
         self.reference = make_reference(cfg, policy, reference)
-        optimizer = torch.optim.AdamW(
-            [p for p in policy.parameters() if p.requires_grad],
-            lr=alg.lr,
-            betas=alg.adam_betas,
-            eps=alg.adam_eps,
-            weight_decay=alg.weight_decay,
-        )
+        optimizer = make_optimizer(alg, policy, self.dist.strategy)
         # The policy is trained through its scoring pass: that module is what DDP & co. wrap.
         self.scorer, self.optimizer = self.dist.prepare(
             CompletionScorer(policy), optimizer, external=list(policy.get_output_embeddings().parameters())

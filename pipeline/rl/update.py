@@ -8,7 +8,7 @@ import math
 import torch
 from transformers import PreTrainedModel
 
-from pipeline.config import TrainConfig
+from pipeline.config import AlgorithmConfig, TrainConfig
 from pipeline.faults import fault_point
 from pipeline.parallel.distributed import Distributed
 from pipeline.rewards.registry import reads_policy_scores
@@ -16,6 +16,32 @@ from pipeline.rl.advantages import StepRewards
 from pipeline.rl.loss import grpo_loss, token_weights
 from pipeline.rl.passes import Passes
 from pipeline.types import ScoredBatch
+
+# Strategies whose optimizer steps plain (unsharded) tensors, where torch's fused AdamW applies. FSDP2's
+# DTensor shards and DeepSpeed's flat partitions keep the default implementation.
+FUSED_STRATEGIES = ("single", "ddp")
+
+
+def make_optimizer(alg: AlgorithmConfig, policy: torch.nn.Module, strategy: str) -> torch.optim.AdamW:
+    """AdamW over the policy's trainable parameters (fp32 master weights, fp32 state).
+
+    On CPU with plain tensors it is torch's fused kernel: one pass over each parameter, its gradient
+    and both moments, instead of the default multi-tensor (foreach) path's separate elementwise passes.
+    Measured on SmolLM2-135M (bench/optimizer_step.py): several times faster per step, and the same
+    update up to float rounding (tests/unit/test_optimizer.py). Elsewhere torch's default is kept.
+    """
+    params = [p for p in policy.parameters() if p.requires_grad]
+    on_cpu = all(p.device.type == "cpu" for p in params)
+    fused = on_cpu and strategy in FUSED_STRATEGIES
+    return torch.optim.AdamW(
+        params,
+        lr=alg.lr,
+        betas=alg.adam_betas,
+        eps=alg.adam_eps,
+        weight_decay=alg.weight_decay,
+        fused=fused or None,
+    )
+
 
 # The loss terms summed over micro-batches and processes (pipeline.rl.loss.LossTerms fields).
 SUMMED_TERMS = ("loss", "policy_loss", "kl", "clipped_tokens", "tokens")
