@@ -1,8 +1,11 @@
-"""prepare_model's GGUF dequantization with one parse of the file vs transformers' three.
+"""prepare_model's GGUF dequantization with one parse of the file (and one tensor-name map) vs
+transformers' three parses (and a name map rebuilt at every submodule).
 
 `pipeline.modeling.models.dequantize_gguf` loads the embedded SmolLM2 GGUF's config, weights and
 tokenizer through transformers, which builds a `gguf.GGUFReader` (a full parse of the file, every
-tokenizer string one element at a time) for each; `one_gguf_parse` makes them share one reader. This
+tokenizer string one element at a time) for each, and maps the weights' names through a
+`gguf.TensorNameMap` it rebuilds at every submodule; `one_gguf_parse` makes them share one reader and
+one name map. This
 dequantizes into two temporary folders, with and without it (the peer replaces it by a no-op), rounds
 alternating, and checks both wrote the same bytes.
 

@@ -77,3 +77,22 @@ def test_one_gguf_parse_shares_a_reader_per_file_inside_the_block(tmp_path) -> N
         assert first.tensors[0].data.tolist() == [[0, 1, 2], [3, 4, 5]]
     assert gguf.GGUFReader is real
     assert real(a) is not real(a)
+
+
+def test_one_gguf_parse_builds_a_name_map_once_per_architecture_and_depth() -> None:
+    """transformers' weight mapping asks gguf for the same TensorNameMap at every submodule: inside the
+    block one map per (architecture, layer count) serves every call, with the same names."""
+    import gguf
+
+    real = gguf.get_tensor_name_map
+    llama = gguf.MODEL_ARCH.LLAMA
+    with one_gguf_parse():
+        first = gguf.get_tensor_name_map(llama, 2)
+        assert gguf.get_tensor_name_map(llama, 2) is first
+        deeper = gguf.get_tensor_name_map(llama, 3)
+        assert deeper is not first
+        assert deeper.get_name("model.layers.2.self_attn.q_proj") == "blk.2.attn_q"
+        assert first.get_name("model.layers.2.self_attn.q_proj") is None  # only 2 blocks
+        assert gguf.get_tensor_name_map(gguf.MODEL_ARCH.QWEN2, 2) is not first
+    assert gguf.get_tensor_name_map is real
+    assert real(llama, 2) is not real(llama, 2)
