@@ -15,8 +15,8 @@ import os
 import shutil
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 import yaml
 
 from pipeline.atomic import write_json_atomic, write_text_atomic
@@ -32,21 +32,20 @@ from pipeline.config import (
 from pipeline.data.jsonl import DataError
 from pipeline.data.records import read_prompts, write_prompts
 from pipeline.data.screen import RecordScreen
-from pipeline.eval.partial import weights_digest
-from pipeline.eval.runner import evaluate_prompts, save_evaluation
 from pipeline.eval.stats import headline_score
-from pipeline.heap import retain_freed_memory
-from pipeline.modeling.models import load_model_and_tokenizer, resolve_model_path, save_atomically
-from pipeline.modeling.precision import with_resolved_precision
-from pipeline.parallel.distributed import Distributed, is_main_process
+from pipeline.parallel.strategy import is_main_process
 from pipeline.report import write_report
-from pipeline.rewards.registry import REWARDS
-from pipeline.rl.trainer import Trainer, TrainResult
-from pipeline.rollout.factory import make_eval_engine
 from pipeline.tasks import load_benchmark
 from pipeline.tasks.training import load_prompts
 from pipeline.tracking import NullTracker, invocation_name, log_to_parent, make_tracker, parent_run_id
 from pipeline.types import Prompt
+
+if TYPE_CHECKING:
+    from pipeline.rl.trainer import TrainResult
+
+# prepare_model, run_training and evaluate_model import torch, transformers and the trainer or the
+# evaluation runner when called: prepare_data and report (and a sweep's report) never load a model, and
+# those imports took 4-5 s of each of their few seconds.
 
 # Per-step columns written for `dvc plots` and the report.
 PLOT_KEYS = [
@@ -76,6 +75,8 @@ def parent_run(cfg: PipelineConfig, invocation: str | None = None) -> str | None
 
 def prepare_model(cfg: PipelineConfig) -> Path:
     """Resolve the base model (dequantize / build / copy) into model.cache_dir."""
+    from pipeline.modeling.models import load_model_and_tokenizer, resolve_model_path, save_atomically
+
     out = Path(cfg.model.cache_dir)
     if out.exists():  # a model from another config must never be reused
         shutil.rmtree(out)
@@ -133,6 +134,15 @@ def run_training(
 
     Under torchrun / accelerate launch every process calls this; only the main one tracks and writes.
     """
+    import torch
+
+    from pipeline.heap import retain_freed_memory
+    from pipeline.modeling.models import load_model_and_tokenizer
+    from pipeline.modeling.precision import with_resolved_precision
+    from pipeline.parallel.distributed import Distributed
+    from pipeline.rewards.registry import REWARDS
+    from pipeline.rl.trainer import Trainer
+
     if cfg.trainer.threads > 0:
         torch.set_num_threads(cfg.trainer.threads)
     if cfg.trainer.retain_freed_memory:
@@ -240,6 +250,11 @@ def evaluate_model(cfg: PipelineConfig, model: str, benchmark: str, invocation: 
         raise ConfigError(
             f"evaluate_models.{model}: no such model; configured: {sorted(cfg.evaluate_models)}"
         )
+    from pipeline.eval.partial import weights_digest
+    from pipeline.eval.runner import evaluate_prompts, save_evaluation
+    from pipeline.modeling.models import load_model_and_tokenizer, resolve_model_path
+    from pipeline.rollout.factory import make_eval_engine
+
     bench = cfg.benchmarks[benchmark]
     prompts = read_prompts(Path(f"data/eval/{benchmark}.jsonl"))
     mcfg = ModelConfig(**{**to_dict(cfg.model), "name_or_path": cfg.evaluate_models[model]})

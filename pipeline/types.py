@@ -7,9 +7,10 @@ length, C the padded completion length, V the vocabulary size.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:  # annotations only: reading and writing prompts (prepare_data) needs no torch
+    import torch
 
 
 @dataclass(frozen=True)

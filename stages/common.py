@@ -12,31 +12,45 @@ from typing import NoReturn
 from pipeline.config import ConfigError, PipelineConfig
 from pipeline.config.params import check_runnable, load_params
 from pipeline.data.jsonl import DataError
-from pipeline.parallel.distributed import launched_world_size
-from pipeline.rl.checkpoint import CheckpointError
+from pipeline.parallel.strategy import launched_world_size
 from pipeline.rl.divergence import TrainingDiverged
 
-# The failures a stage reports in one line, and its exit code for each.
-EXIT_CODES: dict[type[Exception], int] = {
-    ConfigError: 2,
-    DataError: 2,
-    TrainingDiverged: 3,
-    CheckpointError: 4,
-}
+
+def exit_code(error: Exception) -> int | None:
+    """The exit code of a failure a stage reports in one line; None for any other exception."""
+    # Imported only once something failed: the checkpoint module needs torch, which report never does.
+    from pipeline.rl.checkpoint import CheckpointError
+
+    codes: dict[type[Exception], int] = {
+        ConfigError: 2,
+        DataError: 2,
+        TrainingDiverged: 3,
+        CheckpointError: 4,
+    }
+    return next((code for kind, code in codes.items() if isinstance(error, kind)), None)
 
 
-def run_stage(body: Callable[[PipelineConfig], object], params: str = "params.yaml") -> int:
-    """Load and validate params.yaml, run the stage body; a known failure prints one line (EXIT_CODES)."""
+def run_stage(
+    body: Callable[[PipelineConfig], object],
+    params: str = "params.yaml",
+    check: Callable[[PipelineConfig], None] = check_runnable,
+) -> int:
+    """Load and validate params.yaml, `check` that it can run here, run the stage body; a known failure
+    prints one line (`exit_code`). Stages that neither train nor generate (prepare_data, report) check
+    only their part (`check_benchmarks`): the rest needs torch, a 4-5 s import for seconds of work."""
     try:
         cfg = load_params(params)
         try:
-            check_runnable(cfg)
+            check(cfg)
         except ConfigError as e:
             raise ConfigError(f"{params}: {e}") from e
         body(cfg)
-    except tuple(EXIT_CODES) as e:
+    except Exception as e:
+        code = exit_code(e)
+        if code is None:
+            raise
         print(f"error: {e}", file=sys.stderr)
-        return next(code for kind, code in EXIT_CODES.items() if isinstance(e, kind))
+        return code
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pipeline.config import PipelineConfig
+from pipeline.config.params import check_benchmarks
 from pipeline.steps import prepare_data
 from stages.common import finish, run_stage
 
@@ -13,4 +14,4 @@ def main(cfg: PipelineConfig) -> None:
 
 
 if __name__ == "__main__":
-    finish(run_stage(main))
+    finish(run_stage(main, check=check_benchmarks))

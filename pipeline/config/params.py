@@ -7,7 +7,7 @@ from pathlib import Path
 import yaml
 
 from pipeline.config import ConfigError, PipelineConfig, build
-from pipeline.parallel.distributed import check_accelerate_config, check_shardable
+from pipeline.parallel.strategy import check_accelerate_config, check_shardable
 from pipeline.tasks import BENCHMARKS
 
 PARAMS_FILE = Path("params.yaml")
@@ -28,8 +28,9 @@ def load_params(path: str | Path = PARAMS_FILE) -> PipelineConfig:
         raise ConfigError(f"{path}: {e}") from e
 
 
-def check_runnable(cfg: PipelineConfig) -> None:
-    """Reject settings that validate but cannot run here yet, at stage start (before a model loads)."""
+def check_benchmarks(cfg: PipelineConfig) -> None:
+    """Every benchmark is a known one with what it needs (no torch: the data and report stages run
+    only this part of `check_runnable`)."""
     for key, bench in cfg.benchmarks.items():
         if bench.name not in BENCHMARKS:
             raise ConfigError(
@@ -39,6 +40,12 @@ def check_runnable(cfg: PipelineConfig) -> None:
             raise ConfigError(
                 f"benchmarks.{key}.judge: alpaca_eval needs a judge section (base_url may be null)"
             )
+
+
+def check_runnable(cfg: PipelineConfig) -> None:
+    """Reject settings that validate but cannot run here yet, at stage start (before a model loads):
+    the benchmarks, the methods' rewards, the process layout and the rollout engine."""
+    check_benchmarks(cfg)
     # Imported here: the reward table needs torch, which reading params.yaml does not.
     from pipeline.rewards.registry import REWARDS
 

@@ -13,7 +13,7 @@ import subprocess
 import sys
 
 from pipeline.config import TrainerConfig
-from pipeline.parallel.distributed import check_accelerate_config, launched_world_size
+from pipeline.parallel.strategy import check_accelerate_config, launched_world_size
 
 
 def needs_launch(trainer: TrainerConfig) -> bool:

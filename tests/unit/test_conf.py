@@ -11,7 +11,7 @@ import yaml
 from pipeline.config import PipelineConfig, build
 from pipeline.config.compose import CONF_DIR, compose_params
 from pipeline.config.params import check_runnable, load_params
-from pipeline.parallel.distributed import check_strategy
+from pipeline.parallel.strategy import check_strategy
 
 ROOT = CONF_DIR.parent
 EXPERIMENTS = sorted(p.stem for p in (CONF_DIR / "experiment").glob("*.yaml"))

@@ -11,8 +11,9 @@ from smoke_config import smoke, trainer_config
 
 from pipeline.config import ConfigError
 from pipeline.config.params import check_runnable
-from pipeline.parallel.distributed import Distributed, check_strategy
+from pipeline.parallel.distributed import Distributed
 from pipeline.parallel.launch import launch_command, needs_launch
+from pipeline.parallel.strategy import check_strategy
 
 
 def test_cpu_launch_is_torchrun() -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import ConfigError
-from pipeline.parallel.distributed import read_strategy
 from pipeline.parallel.fsdp import fsdp_settings
+from pipeline.parallel.strategy import read_strategy
 from pipeline.parallel.zero import deepspeed_plugin, deepspeed_settings
 
 
