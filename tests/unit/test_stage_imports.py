@@ -21,4 +21,3 @@ def test_light_stage_imports_no_torch(stage: str) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
-
